@@ -1,0 +1,46 @@
+# The course's commands. `make lab` runs the course, `make test` passes the tests; both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8888
+LAB_ARGS ?=
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+
+.PHONY: help setup lab test unit nbtest bench fetch student e2e clean
+
+help:  ## list the commands
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the course (done by every other command)
+
+lab: setup  ## start JupyterLab on the course (HOST, PORT, LAB_ARGS to change)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) $(LAB_ARGS)
+
+test: setup  ## unit tests + every notebook under nbval with COURSE_PROFILE=smoke
+	COURSE_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --durations=15
+
+unit: setup  ## unit tests only (fast)
+	COURSE_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests
+
+nbtest: setup  ## notebooks only, under nbval with COURSE_PROFILE=smoke
+	COURSE_PROFILE=smoke $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --durations=0
+
+bench: setup  ## print the course's benchmark table, write bench/results.json
+	MPLBACKEND=Agg $(BIN)/python -m course_lib bench
+
+fetch: setup  ## download datasets, weights and paintings into data/ for offline use
+	$(BIN)/python -m course_lib fetch
+
+clean:  ## remove the virtual environment and build outputs (keeps data/)
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,201 @@
+"""Pieces every training loop in the course shares.
+
+- `Budget`: stop after N steps or S seconds, whichever comes first.
+- `EMA`: exponential moving average of a model's weights.
+- `save_checkpoint` / `load_checkpoint`: atomic writes that store the config and the library version,
+  safe loads (`weights_only=True`) that fail clearly on the wrong kind of checkpoint.
+- `progress`: a `tqdm.auto` bar that works in notebooks and terminals.
+- `check_finite`: stop a run whose loss became NaN or exploded.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = [
+    "Budget", "EMA", "TrainingDiverged", "CheckpointError",
+    "save_checkpoint", "load_checkpoint", "progress", "check_finite", "autocast",
+]
+
+FORMAT_VERSION = 1
+
+
+def _library_version() -> str:
+    from . import __version__
+    return __version__
+
+
+@dataclass
+class Budget:
+    """A step and/or seconds budget. `done(step)` is True once either limit is reached.
+
+    The clock starts at `start()` (called by the first `done`), so set-up time is not counted.
+    """
+
+    max_steps: int | None = None
+    max_seconds: float | None = None
+    _t0: float | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.max_steps is None and self.max_seconds is None:
+            raise ValueError("a training budget needs max_steps or max_seconds (or both)")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.max_seconds is not None and self.max_seconds < 0:
+            raise ValueError(f"max_seconds must be >= 0, got {self.max_seconds}")
+
+    def start(self) -> "Budget":
+        self._t0 = time.perf_counter()
+        return self
+
+    @property
+    def elapsed(self) -> float:
+        return 0.0 if self._t0 is None else time.perf_counter() - self._t0
+
+    def done(self, step: int) -> bool:
+        if self._t0 is None:
+            self.start()
+        if self.max_steps is not None and step >= self.max_steps:
+            return True
+        return self.max_seconds is not None and self.elapsed >= self.max_seconds
+
+    @property
+    def total(self) -> int | None:
+        """Steps for a progress bar when the budget is in steps."""
+        return self.max_steps if self.max_seconds is None else None
+
+
+class EMA:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta, after each optimizer step.
+
+    Keeps a frozen copy of the model (`.model`) in eval mode; buffers are copied as they are.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, decay: float | None = None) -> None:
+        d = self.decay if decay is None else decay
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when a loss becomes NaN/inf or explodes; the last good checkpoint is left untouched."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match what the caller asked to load."""
+
+
+def check_finite(step: int, limit: float = 1e6, **losses: float) -> None:
+    """Raise `TrainingDiverged` naming the loss and step when any loss is NaN, inf or above `limit`."""
+    for name, value in losses.items():
+        value = float(value)
+        if not math.isfinite(value) or abs(value) > limit:
+            raise TrainingDiverged(
+                f"{name} became {value} at step {step}: training stopped. Lower the learning rate or check the "
+                f"data range; the last good checkpoint (if any) was kept."
+            )
+
+
+def _config_dict(config: Any) -> dict:
+    if is_dataclass(config):
+        return asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise TypeError(f"config must be a dataclass or dict, got {type(config).__name__}")
+
+
+def save_checkpoint(path: str | os.PathLike, *, kind: str, config: Any, state: dict, **extra: Any) -> Path:
+    """Write {kind, config, state, version, extra} atomically: a temp file in the same folder, then rename.
+
+    A crash or a full disk half-way leaves the previous checkpoint at `path` intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "config": _config_dict(config),
+        "version": _library_version(),
+        "state": state,
+        **extra,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, kind: str, config_cls: type | None = None,
+                    map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (`weights_only=True`) and check it is of `kind`.
+
+    With `config_cls`, `ckpt["config"]` is rebuilt into that dataclass; unknown or missing fields
+    raise `CheckpointError` naming them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise CheckpointError(f"{path} is not a readable course checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or "kind" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} is not a course checkpoint (no 'kind'/'config' entries)")
+    if ckpt["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} checkpoint, but a {kind!r} one was expected")
+    if config_cls is not None:
+        ckpt["config"] = _rebuild_config(config_cls, ckpt["config"], path)
+    return ckpt
+
+
+def _rebuild_config(config_cls: type, values: dict, path: Path) -> Any:
+    names = {f for f in config_cls.__dataclass_fields__}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise CheckpointError(f"{path}: config fields {unknown} are unknown to {config_cls.__name__} "
+                              f"(checkpoint from another model or library version)")
+    try:
+        return config_cls(**values)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: cannot rebuild {config_cls.__name__} from the stored config: {e}") from e
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", disable: bool | None = None, **kwargs):
+    """A tqdm.auto progress bar (a widget in notebooks, text in terminals). Disabled when not a TTY/notebook
+    only if `disable` is None and COURSE_PROGRESS=0."""
+    if disable is None:
+        disable = os.environ.get("COURSE_PROGRESS", "1") == "0"
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision in one place: bfloat16 autocast on CUDA, nothing elsewhere (float32 on CPU/MPS)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
