@@ -28,13 +28,13 @@ lab: setup  ## start JupyterLab on the course (HOST, PORT, LAB_ARGS to change)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) $(LAB_ARGS)
 
 test: setup  ## unit tests + every notebook under nbval with COURSE_PROFILE=smoke
-	COURSE_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --durations=15
+	COURSE_PROFILE=smoke COURSE_CHECKS_STRICT=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --durations=20
 
 unit: setup  ## unit tests only (fast)
-	COURSE_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests
+	COURSE_PROFILE=smoke $(BIN)/python -m pytest tests
 
 nbtest: setup  ## notebooks only, under nbval with COURSE_PROFILE=smoke
-	COURSE_PROFILE=smoke $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --durations=0
+	COURSE_PROFILE=smoke COURSE_CHECKS_STRICT=1 $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --durations=0
 
 bench: setup  ## print the course's benchmark table, write bench/results.json
 	MPLBACKEND=Agg $(BIN)/python -m course_lib bench
