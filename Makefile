@@ -42,5 +42,23 @@ bench: setup  ## print the course's benchmark table, write bench/results.json
 fetch: setup  ## download datasets, weights and paintings into data/ for offline use
 	$(BIN)/python -m course_lib fetch
 
+student: setup  ## write build/student/*.ipynb: solutions replaced by stubs, outputs cleared
+	$(BIN)/python tools/student.py --src notebooks --out build/student
+
+E2E_NOTEBOOK ?= notebooks/01_gan.ipynb
+CHROMIUM ?= /usr/bin/chromium
+e2e: setup  ## run E2E_NOTEBOOK in JupyterLab in headless Chromium, move its slider, screenshot to build/e2e/
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    echo "make e2e: installing Debian's chromium (apt-get)"; \
+	    $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y -qq chromium; \
+	  else \
+	    echo "make e2e needs Chromium at $(CHROMIUM) and apt-get is not available here:" \
+	         "install Chromium with your package manager and pass CHROMIUM=/path/to/chromium" >&2; exit 1; \
+	  fi; \
+	fi
+	COURSE_PROFILE=smoke $(BIN)/python tools/e2e.py $(E2E_NOTEBOOK) --chromium $(CHROMIUM) --out build/e2e
+
 clean:  ## remove the virtual environment and build outputs (keeps data/)
 	rm -rf $(VENV) build .pytest_cache

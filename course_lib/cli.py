@@ -78,12 +78,17 @@ def _add_diffusion(sub) -> None:
     _add_training_args(t)
     t.add_argument("--out", required=True, help="checkpoint path to write")
     t.add_argument("--conditional", action="store_true", help="class-conditional (for classifier-free guidance)")
+    t.add_argument("--judge", type=int, default=0, metavar="N",
+                   help="after training, score N DDIM-50 samples with the digit judge (written to OUT.json)")
+    t.add_argument("--judge-guidance", type=float, default=None, metavar="W",
+                   help="guidance scale for --judge on a conditional model (digits 0-9 in turn)")
     s = dsub.add_parser("sample", help="sample images from a checkpoint")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     s.add_argument("--steps", type=int, default=50, help="sampling steps (<= the model's T)")
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--label", type=int, default=None, help="digit to draw (conditional models)")
+    s.add_argument("--label", type=int, default=None,
+                   help="digit to draw (conditional models; default: digits 0-9 in turn)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale w")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     s.add_argument("--out", required=True, help=".pt (float tensor (N, 1, H, W) in [-1, 1]) or .png (grid)")

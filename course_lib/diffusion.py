@@ -1,0 +1,389 @@
+"""Denoising diffusion (Ho et al. 2020) on MNIST: the training objective, the training loop and one sampling loop
+for every scheduler, with classifier-free guidance (Ho & Salimans 2021).
+
+The three parts are apart, as in diffusers:
+- the network: `course_lib.unet.UNet`, x_t and t (and a label) -> eps, x0 or v;
+- the schedulers: `course_lib.schedulers` (schedules, `q_sample`, `DDPMScheduler`, `DDIMScheduler`),
+  re-exported here;
+- the loop: `sample(model, scheduler, ...)`, with inpainting and SDEdit beside it in
+  `course_lib.diffusion_edit`, re-exported here.
+
+Images are (B, 1, 28, 28) in [-1, 1] inside this module; `load_mnist` gives [0, 1], `to_model_range` converts.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .schedulers import (BETA_SCHEDULES, PREDICTIONS, SAMPLERS, DDIMScheduler, DDPMScheduler,
+                         alpha_bar_from_betas, cosine_beta_schedule, linear_beta_schedule,
+                         make_beta_schedule, make_scheduler, predict_eps, predict_x0, q_sample, snr)
+from .diffusion_edit import guided_output, inpaint, renoise, sample, sdedit
+from .runtime import get_device, get_profile, seed_everything
+from .train import EMA, Budget, check_finite, load_checkpoint, progress, save_checkpoint
+from .unet import UNet
+
+__all__ = [
+    # schedules and schedulers (from course_lib.schedulers)
+    "BETA_SCHEDULES", "PREDICTIONS", "SAMPLERS", "linear_beta_schedule", "cosine_beta_schedule",
+    "make_beta_schedule", "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
+    "DDPMScheduler", "DDIMScheduler", "make_scheduler",
+    # this module
+    "DiffusionConfig", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "drop_labels",
+    "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "cli",
+    # sampling and editing (from course_lib.diffusion_edit)
+    "guided_output", "sample", "inpaint", "sdedit", "renoise",
+]
+
+CHECKPOINT_KIND = "diffusion"
+LOSS_WEIGHTINGS = ("none", "min_snr")
+
+
+@dataclass
+class DiffusionConfig:
+    """Model, noise schedule and training recipe. The defaults are the recipe measured best for 300 s of
+    training on 2 CPU cores (see the chapter's notebook and the benchmark)."""
+
+    # the noise process
+    num_train_timesteps: int = 1000  # T
+    beta_schedule: str = "cosine"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    prediction: str = "eps"  # what the network outputs: "eps", "x0" or "v" (Salimans & Ho 2022)
+    loss_weighting: str = "none"  # "none" or "min_snr" (Hang et al. 2023)
+    min_snr_gamma: float = 5.0
+    # the U-Net
+    image_size: int = 28
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attention_levels: tuple[int, ...] = (2,)
+    dropout: float = 0.0
+    # class conditioning for classifier-free guidance
+    num_classes: int | None = None  # 10 for a class-conditional model
+    label_dropout: float = 0.1  # share of training labels replaced by the null label
+    # optimization
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    lr_decay: bool = True  # cosine decay to 10% over the budget (steps or seconds)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999  # with warm-up: min(decay, (1 + n) / (10 + n)) at update n
+
+    def __post_init__(self):
+        self.channel_mults, self.attention_levels = tuple(self.channel_mults), tuple(self.attention_levels)
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}: use one of {', '.join(BETA_SCHEDULES)}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {self.prediction!r}: use one of {', '.join(PREDICTIONS)}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}: use one of {', '.join(LOSS_WEIGHTINGS)}")
+        if self.image_size % 2 ** (len(self.channel_mults) - 1):
+            raise ValueError(f"image_size {self.image_size} must be divisible by 2 ** {len(self.channel_mults) - 1} "
+                             f"for channel_mults {self.channel_mults}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes is not None
+
+
+def build_model(config: DiffusionConfig) -> UNet:
+    """The U-Net that `config` describes (on the CPU, float32)."""
+    return UNet(in_channels=1, base_channels=config.base_channels, channel_mults=config.channel_mults,
+                num_res_blocks=config.num_res_blocks, attention_levels=config.attention_levels,
+                num_classes=config.num_classes, dropout=config.dropout)
+
+
+def scheduler_for(config: DiffusionConfig, sampler: str = "ddim", *, eta: float = 0.0, clip_sample: bool = True):
+    """A DDPM or DDIM scheduler with the model's schedule and prediction type."""
+    return make_scheduler(sampler, config.num_train_timesteps, config.beta_schedule,
+                          prediction=config.prediction, eta=eta, clip_sample=clip_sample)
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) digits in [0, 1] -> [-1, 1], the range the diffusion model works in."""
+    return images * 2 - 1
+
+
+# ---------------------------------------------------------------- the training objective
+def loss_weight(alpha_bar_t: torch.Tensor, config: DiffusionConfig) -> torch.Tensor:
+    """Per-sample weight of the MSE on the model output.
+
+    "none": 1 (Ho et al. 2020, eq. 14, the "simple" loss). "min_snr" (Hang et al. 2023): weight the
+    equivalent x0 error by min(SNR, gamma); since ||eps error||^2 = SNR ||x0 error||^2 and
+    ||v error||^2 = (SNR + 1) ||x0 error||^2, the weight on the output's MSE divides by those factors.
+    """
+    if config.loss_weighting == "none":
+        return torch.ones_like(alpha_bar_t)
+    ratio = snr(alpha_bar_t)
+    clipped = ratio.clamp(max=config.min_snr_gamma)
+    return {"eps": clipped / ratio, "v": clipped / (ratio + 1), "x0": clipped}[config.prediction]
+
+
+def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: DiffusionConfig, *,
+                   labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The denoising objective (Ho et al. 2020, Algorithm 1 / eq. 14), one Monte-Carlo sample per image:
+
+        t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps   (eq. 4)
+        loss = w(t) || target - model(x_t, t) ||^2, target = eps (or x0, or v = sqrt(ab) eps - sqrt(1 - ab) x0)
+
+    x0: (B, 1, H, W) in [-1, 1]; labels: (B,) or None. Returns the scalar mean loss.
+    """
+    batch = x0.shape[0]
+    device = x0.device
+    t = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator).to(device)  # (B,)
+    eps = torch.randn(x0.shape, generator=generator).to(device)  # (B, 1, H, W)
+    xt = scheduler.add_noise(x0, eps, t)  # eq. 4
+    ab = scheduler.alpha_bar[t.cpu()].to(device=device, dtype=x0.dtype).reshape(-1, 1, 1, 1)
+    target = {"eps": lambda: eps, "x0": lambda: x0, "v": lambda: ab.sqrt() * eps - (1 - ab).sqrt() * x0}
+    output = model(xt, t, labels)
+    per_sample = (output - target[config.prediction]()).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    return (loss_weight(ab.flatten(), config) * per_sample).mean()
+
+
+def drop_labels(labels: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each label by the null label with probability p: the model learns p(x) and p(x | y) at once
+    (classifier-free guidance training, Ho & Salimans 2021, Algorithm 1). Returns a new tensor."""
+    drop = torch.rand(labels.shape, generator=generator).to(labels.device) < p
+    return torch.where(drop, torch.full_like(labels, null_label), labels)
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class TrainResult:
+    """What `train_diffusion` returns: the trained model, its EMA copy (sample from this one) and the loss curve."""
+
+    model: UNet
+    ema_model: UNet
+    config: DiffusionConfig
+    history: dict = field(default_factory=lambda: {"step": [], "loss": [], "seconds": []})
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def _lr_at(config: DiffusionConfig, step: int, fraction: float) -> float:
+    """Linear warm-up over `warmup_steps`, then (if lr_decay) cosine decay to 10% over the budget."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction))) if config.lr_decay else 1.0
+    return config.lr * warm * decay
+
+
+def _budget_fraction(budget: Budget, step: int) -> float:
+    parts = [step / budget.max_steps] if budget.max_steps else []
+    if budget.max_seconds:
+        parts.append(budget.elapsed / budget.max_seconds)
+    return max(parts) if parts else 0.0
+
+
+def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                    budget: Budget, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                    resume: TrainResult | None = None, checkpoint: str | Path | None = None,
+                    checkpoint_every: float = 60.0, log_every: int = 10, callback=None,
+                    disable_progress: bool | None = None) -> TrainResult:
+    """Train a diffusion U-Net on `images` (N, 1, H, W) in [0, 1] (and `labels` (N,) if conditional).
+
+    Each step: a random batch, (labels dropped to the null label with p = label_dropout), `diffusion_loss`,
+    Adam with warm-up, cosine decay and gradient clipping, an EMA update. Stops at the budget or raises
+    `TrainingDiverged` on a NaN loss. With `checkpoint`, writes the EMA model atomically every
+    `checkpoint_every` seconds and at the end. `callback(step, loss, result)` is called every `log_every`
+    steps (a notebook's live loss curve). `resume` continues a previous result's model, EMA and history.
+    """
+    if config.conditional and labels is None:
+        raise ValueError("a class-conditional config (num_classes set) needs labels: pass labels=data.labels")
+    device = torch.device(device)
+    data = to_model_range(images).to(device)  # (N, 1, H, W) in [-1, 1]
+    labels = labels.to(device) if (labels is not None and config.conditional) else None
+    result = resume or TrainResult(build_model(config), build_model(config), config)
+    model = result.model.to(device).train()
+    ema = EMA(model, decay=config.ema_decay)
+    if resume is not None:
+        ema.model.load_state_dict(resume.ema_model.state_dict())
+    scheduler = scheduler_for(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    bar = progress(total=budget.total, desc="diffusion", disable=disable_progress)
+    step, last_save = 0, time.perf_counter()
+    while not budget.done(step):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(config, step, _budget_fraction(budget, step))
+        loss = _train_step(model, optimizer, data, labels, scheduler, config, generator)
+        n = result.steps + step
+        ema.update(model, decay=min(config.ema_decay, (1 + n) / (10 + n)))
+        step += 1
+        if step % log_every == 0 or step == 1:
+            check_finite(result.steps + step, loss=loss)
+            _log(result, result.steps + step, loss, budget.elapsed + result.seconds, bar, callback)
+        if checkpoint is not None and time.perf_counter() - last_save > checkpoint_every:
+            save_diffusion(checkpoint, ema.model, config, steps=result.steps + step,
+                           seconds=result.seconds + budget.elapsed, history=result.history)
+            last_save = time.perf_counter()
+        bar.update(1)
+    bar.close()
+    result.ema_model, result.steps, result.seconds = ema.model, result.steps + step, result.seconds + budget.elapsed
+    if checkpoint is not None:
+        save_diffusion(checkpoint, result.ema_model, config, steps=result.steps, seconds=result.seconds,
+                       history=result.history)
+    return result
+
+
+def _train_step(model, optimizer, data, labels, scheduler, config, generator) -> float:
+    index = torch.randint(0, data.shape[0], (config.batch_size,), generator=generator).to(data.device)
+    x0 = data[index]  # (B, 1, H, W) in [-1, 1]
+    y = None
+    if labels is not None:
+        y = drop_labels(labels[index], config.label_dropout, config.num_classes, generator)
+    loss = diffusion_loss(model, x0, scheduler, config, labels=y, generator=generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def _log(result: TrainResult, step: int, loss: float, seconds: float, bar, callback) -> None:
+    result.history["step"].append(step)
+    result.history["loss"].append(loss)
+    result.history["seconds"].append(round(seconds, 2))
+    bar.set_postfix(loss=f"{loss:.4f}")
+    if callback is not None:
+        callback(step, loss, result)
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_diffusion(path: str | Path, model: UNet, config: DiffusionConfig, **extra) -> Path:
+    """Write the (EMA) model's weights and config atomically (kind "diffusion"); `extra` adds entries
+    (steps, seconds, history, ...)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return save_checkpoint(path, kind=CHECKPOINT_KIND, config=config, state=state, **extra)
+
+
+def load_diffusion(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[UNet, DiffusionConfig, dict]:
+    """(model in eval mode on `device`, config, the checkpoint's other entries). Fails clearly on another
+    kind of checkpoint or a config this library does not know."""
+    ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, config_cls=DiffusionConfig)
+    config = ckpt["config"]
+    model = build_model(config)
+    try:
+        model.load_state_dict(ckpt["state"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the model its config describes ({e})") from e
+    info = {k: v for k, v in ckpt.items() if k not in ("state", "config")}
+    return model.to(device).eval().requires_grad_(False), config, info
+
+
+
+# ---------------------------------------------------------------- judging and the command line
+def evaluate(model: UNet, config: DiffusionConfig, *, n: int = 1000, sampler: str = "ddim", num_steps: int = 50,
+             labels=None, guidance: float | None = None, seed: int = 0, batch_size: int = 500) -> dict:
+    """Sample n digits and score them with the course's judge (course_lib.metrics) against n real test digits:
+    {"fid", "recognizable", "classes", "n", "sampler", "steps", "guidance", "sample_seconds"} and, when labels
+    are given ("all": digits 0-9 in turn), "label_accuracy": the share judged as the digit asked for."""
+    from . import metrics
+
+    generator = torch.Generator().manual_seed(seed)
+    scheduler = scheduler_for(config, sampler)
+    labels = _all_labels(labels, n)
+    start, chunks = time.perf_counter(), []
+    for i in range(0, n, batch_size):
+        batch_labels = None if labels is None else labels[i:i + batch_size]
+        chunks.append(sample(model, scheduler, n=min(batch_size, n - i), num_steps=num_steps, labels=batch_labels,
+                             guidance=guidance, generator=generator, image_size=config.image_size).cpu())
+    seconds = time.perf_counter() - start
+    samples = torch.cat(chunks)
+    reference = metrics.reference_digits(min(n, 1000))
+    judged = metrics.recognizability(samples)
+    scores = {"fid": round(metrics.classifier_fid(samples, reference), 2), "recognizable": round(judged.fraction, 4),
+              "classes": judged.classes, "n": n, "sampler": sampler, "steps": num_steps, "guidance": guidance,
+              "sample_seconds": round(seconds, 1)}
+    if labels is not None:  # share of samples asked for digit d that the judge reads as d
+        scores["label_accuracy"] = round((metrics.predict(samples)[0] == labels).double().mean().item(), 4)
+    return scores
+
+
+def _all_labels(labels, n: int) -> torch.Tensor | None:
+    """None stays None; "all" -> every digit in turn (0, 1, ..., 9, 0, ...); else a tensor of n labels."""
+    if isinstance(labels, str) and labels == "all":
+        return torch.arange(n) % 10
+    return None if labels is None else torch.as_tensor(labels).expand(n)
+
+
+def cli(args) -> int:
+    """`python -m course_lib diffusion train|sample ...` (the arguments are defined in course_lib.cli)."""
+    return _cli_train(args) if args.action == "train" else _cli_sample(args)
+
+
+def _cli_train(args) -> int:
+    from .data import load_mnist
+
+    device = get_device(args.device)
+    profile = get_profile(args.profile, device=device)
+    steps, seconds = args.steps, args.seconds
+    if steps is None and seconds is None:
+        steps, seconds = profile.diffusion_steps, profile.diffusion_seconds
+    generator = seed_everything(args.seed)
+    data = load_mnist(args.data, limit=profile.mnist_limit)
+    config = DiffusionConfig(num_classes=10 if args.conditional else None)
+    resume = _resume(args.resume, config) if args.resume else None
+    config = resume.config if resume else config
+    result = train_diffusion(config, data.images, data.labels, budget=Budget(steps, seconds), device=device,
+                             generator=generator, resume=resume, checkpoint=args.out)
+    record = {"command": _command(args),
+              "steps": result.steps, "train_seconds": round(result.seconds, 1), "data": data.source,
+              "n_train": len(data), "device": str(device), "seed": args.seed, "torch": torch.__version__,
+              "final_loss": round(sum(result.history["loss"][-10:]) / max(1, len(result.history["loss"][-10:])), 5)}
+    if getattr(args, "judge", 0):
+        labels = "all" if config.conditional else None
+        guidance = getattr(args, "judge_guidance", None) if config.conditional else None
+        record["judge"] = evaluate(result.ema_model, config, n=args.judge, labels=labels, guidance=guidance)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _command(args) -> str:
+    """The training command, rebuilt from its arguments (recorded beside the checkpoint)."""
+    flags = [("--profile", args.profile), ("--seconds", args.seconds), ("--steps", args.steps),
+             ("--seed", args.seed), ("--resume", args.resume), ("--judge", getattr(args, "judge", 0) or None)]
+    words = ["python -m course_lib diffusion train", f"--out {args.out}"] + [f"{k} {v}" for k, v in flags if v is not None]
+    return " ".join(words + (["--conditional"] if args.conditional else []))
+
+
+def _resume(path: str, config: DiffusionConfig) -> TrainResult:
+    """Continue from a checkpoint's (EMA) weights with a fresh optimizer; its config must match the request."""
+    model, stored, info = load_diffusion(path)
+    if stored.conditional != config.conditional:
+        raise ValueError(f"{path} is {'a conditional' if stored.conditional else 'an unconditional'} model: "
+                         f"{'add' if stored.conditional else 'drop'} --conditional to resume it")
+    history = info.get("history") or {"step": [], "loss": [], "seconds": []}
+    model.train().requires_grad_(True)
+    return TrainResult(model, copy.deepcopy(model), stored, history, int(info.get("steps", 0)),
+                       float(info.get("seconds", 0.0)))
+
+
+def _cli_sample(args) -> int:
+    from .viz import save_image
+
+    device = get_device(args.device)
+    model, config, _ = load_diffusion(args.checkpoint, device=device)
+    if args.guidance is not None and not config.conditional:
+        raise ValueError("--guidance needs a class-conditional model (train it with --conditional)")
+    labels = args.label if args.label is not None else ("all" if config.conditional else None)
+    scheduler = scheduler_for(config, args.sampler, eta=args.eta)
+    samples = sample(model, scheduler, n=args.n, num_steps=args.steps, labels=_all_labels(labels, args.n),
+                     guidance=args.guidance, generator=torch.Generator().manual_seed(args.seed),
+                     image_size=config.image_size, disable_progress=False).cpu()  # (N, 1, H, W) in [-1, 1]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".png":
+        save_image(samples, out, nrow=10 if config.conditional else 8, value_range=(-1, 1))
+    else:
+        torch.save(samples, out)
+    print(f"wrote {len(samples)} samples {tuple(samples.shape)} ({args.sampler}, {args.steps} steps) to {out}")
+    return 0

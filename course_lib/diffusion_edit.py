@@ -1,0 +1,186 @@
+"""Using a trained diffusion model: the one sampling loop (with classifier-free guidance) and two editors,
+inpainting and SDEdit. Everything here is re-exported by `course_lib.diffusion`.
+
+- `sample(model, scheduler, ...)`: x_T ~ N(0, I), then `scheduler.step` once per time step; any scheduler
+  (DDPM, DDIM) plugs in (the diffusers pipeline design). `guided_output` is classifier-free guidance.
+- `inpaint`: fill the unknown pixels of an image. At every step the known pixels of x_t are replaced by the
+  original image noised to the same level t (q(x_t | x_0), Ho et al. 2020, eq. 4), so the model only ever
+  invents the rest, and invents it to fit (Lugmayr et al. 2022, RePaint, eq. 8; its "resampling" goes back and
+  forth a few times per step so the two parts agree better).
+- `sdedit`: turn a rough input (a stroke, a blurry or odd digit) into a plausible image: noise it to a level
+  `strength` in [0, 1], then denoise from there (Meng et al. 2022, SDEdit). Low strength stays close to the
+  input, high strength keeps only its coarse shape.
+
+Images are (B, 1, H, W) in [-1, 1]; masks (B or 1, 1, H, W) with 1 = known pixel, 0 = to fill.
+"""
+from __future__ import annotations
+
+import torch
+
+from .train import progress
+
+__all__ = ["guided_output", "sample", "inpaint", "sdedit", "renoise"]
+
+
+def guided_output(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
+                  guidance: float | None) -> torch.Tensor:
+    """The model output, with classifier-free guidance when labels are given (Ho & Salimans 2021, eq. 6):
+
+        out = out_u + w (out_c - out_u),  out_u = model(x_t, t, null label), out_c = model(x_t, t, y)
+
+    w = 0 is the unconditional model, w = 1 the conditional one, w > 1 pushes towards the label. Any output
+    type (eps, x0, v) may be combined: each is an affine function of eps at fixed x_t, with weights summing to 1.
+    guidance None: the plain conditional output (one forward pass).
+    """
+    if labels is None or guidance is None or guidance == 1.0:
+        return model(xt, t, labels)
+    null = torch.full_like(labels, model.num_classes)
+    out_u, out_c = model(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, labels])).chunk(2)  # one batch
+    return out_u + guidance * (out_c - out_u)
+
+
+def _check_labels(model: torch.nn.Module, labels, n: int, device) -> torch.Tensor | None:
+    """None, an int digit or a (n,) tensor -> (n,) int64 on device; clear errors for the wrong kind of model."""
+    num_classes = getattr(model, "num_classes", None)
+    if labels is None:
+        return None
+    if num_classes is None:
+        raise ValueError("this model is unconditional: it cannot draw a chosen digit (train with --conditional)")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    labels = labels.expand(n).clone() if labels.ndim == 0 else labels
+    if labels.shape != (n,):
+        raise ValueError(f"labels must be one int or a tensor of {n} labels, got shape {tuple(labels.shape)}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"label out of range: labels must be digits in [0, {num_classes - 1}], got "
+                         f"{labels.min().item()}..{labels.max().item()}")
+    return labels.to(device)
+
+
+@torch.inference_mode()
+def sample(model: torch.nn.Module, scheduler, *, n: int | None = None, num_steps: int = 50,
+           labels=None, guidance: float | None = None, generator: torch.Generator | None = None,
+           xt: torch.Tensor | None = None, image_size: int = 28, device=None, callback=None,
+           disable_progress: bool | None = True) -> torch.Tensor:
+    """The one sampling loop, for any scheduler (DDPM, DDIM):
+
+        x_T ~ N(0, I); for t in scheduler.timesteps: out = model(x_t, t) (guided); x_t, x0_pred = scheduler.step(out, t, x_t)
+
+    n: how many images (or pass the starting noise `xt` (B, 1, H, W)); labels: an int digit or (n,) labels
+    for a conditional model; guidance: classifier-free guidance scale w. `callback(i, t, xt, x0_pred)` sees
+    every step (the notebook's step-by-step pictures). Returns (n, 1, H, W) in [-1, 1] on the model's device.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if xt is None:
+        if n is None or n < 1:
+            raise ValueError(f"number of samples n must be a positive int, got {n!r}")
+        xt = torch.randn((n, 1, image_size, image_size), generator=generator).to(device)  # x_T
+    labels = _check_labels(model, labels, xt.shape[0], device)
+    scheduler.set_timesteps(num_steps)
+    model.eval()
+    timesteps = progress(scheduler.timesteps, desc=type(scheduler).__name__, disable=disable_progress)
+    xt = _denoise(model, scheduler, xt, timesteps, labels=labels, guidance=guidance, generator=generator,
+                  callback=callback)
+    return xt.clamp(-1, 1)
+
+
+def _denoise(model, scheduler, xt, timesteps, *, labels, guidance, generator, callback, known=None):
+    """The loop body shared by `sample` and the editors: one scheduler step per time step in `timesteps`.
+
+    known: None, or a function (x_t, t) -> x_t that overwrites what the caller knows (inpainting).
+    """
+    device = xt.device
+    for i, t in enumerate(timesteps):
+        t = int(t)
+        if known is not None:
+            xt = known(xt, t)
+        t_batch = torch.full((xt.shape[0],), t, device=device, dtype=torch.long)
+        out = guided_output(model, xt, t_batch, labels, guidance)
+        xt, x0_pred = scheduler.step(out, t, xt, generator=generator)
+        if callback is not None:
+            callback(i, t, xt, x0_pred)
+    return xt
+
+# ---------------------------------------------------------------- editing
+
+
+def _check_image(image: torch.Tensor, what: str = "image") -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"{what} must be a tensor (B, C, H, W) in [-1, 1], got {shape}: add batch and channel "
+                         f"dimensions with x[None, None] for one (H, W) image")
+    if image.min() < -1.001 or image.max() > 1.001:
+        raise ValueError(f"{what} values must lie in [-1, 1] (got {image.min().item():.3g}..{image.max().item():.3g}): "
+                         f"convert [0, 1] digits with diffusion.to_model_range(x)")
+
+
+def renoise(x_prev: torch.Tensor, t: int, scheduler, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Go one step forward again, x_prev -> x_t ~ q(x_t | x_prev) (RePaint, eq. 1 over the respaced step):
+    x_t = sqrt(ab_t / ab_prev) x_prev + sqrt(1 - ab_t / ab_prev) z."""
+    prev = scheduler.previous_timestep(t)
+    ratio = scheduler.alpha_bar_at(t, x_prev) / scheduler.alpha_bar_at(prev, x_prev)  # alpha of the step
+    z = torch.randn(x_prev.shape, generator=generator).to(x_prev.device, x_prev.dtype)
+    return ratio.sqrt() * x_prev + (1 - ratio).sqrt() * z
+
+
+@torch.inference_mode()
+def inpaint(model: torch.nn.Module, scheduler, image: torch.Tensor, mask: torch.Tensor, *, num_steps: int = 50,
+            resample: int = 1, labels=None, guidance: float | None = None,
+            generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+    """Fill where mask == 0, keep where mask == 1 (exactly, in the result). resample: RePaint's U, how many times
+    each step is taken (1 = plain replacement). Returns (B, 1, H, W) in [-1, 1]."""
+    _check_image(image)
+    if mask.shape[-2:] != image.shape[-2:] or mask.ndim != 4:
+        raise ValueError(f"mask must be (B or 1, 1, H, W) like the image {tuple(image.shape)}, got {tuple(mask.shape)}")
+    if not isinstance(resample, int) or resample < 1:
+        raise ValueError(f"resample must be an int >= 1 (1 = no RePaint resampling), got {resample!r}")
+    device = next(model.parameters()).device
+    image, mask = image.to(device), mask.to(device=device, dtype=image.dtype)
+    labels = _check_labels(model, labels, image.shape[0], device)
+    scheduler.set_timesteps(num_steps)
+    model.eval()
+
+    def known(xt: torch.Tensor, t: int) -> torch.Tensor:  # RePaint eq. 8: known part from q(x_t | x_0)
+        noise = torch.randn(image.shape, generator=generator).to(device)
+        return mask * scheduler.add_noise(image, noise, t) + (1 - mask) * xt
+
+    xt = torch.randn(image.shape, generator=generator).to(device)  # x_T
+    for i, t in enumerate(scheduler.timesteps.tolist()):
+        for r in range(resample):
+            x_prev = _denoise(model, scheduler, xt, [t], labels=labels, guidance=guidance, generator=generator,
+                              callback=None, known=known)
+            last = r == resample - 1 or scheduler.previous_timestep(t) < 0
+            if last:
+                break
+            xt = renoise(x_prev, t, scheduler, generator)  # back to step t, try again
+        xt = x_prev
+        if callback is not None:
+            callback(i, t, xt, None)
+    return (mask * image + (1 - mask) * xt).clamp(-1, 1)
+
+
+@torch.inference_mode()
+def sdedit(model: torch.nn.Module, scheduler, image: torch.Tensor, *, strength: float = 0.5, num_steps: int = 50,
+           labels=None, guidance: float | None = None, generator: torch.Generator | None = None,
+           callback=None) -> torch.Tensor:
+    """SDEdit: x_t0 = q(x_t0 | image) with t0 = strength * T, then the sampler from t0 down to 0.
+
+    strength in [0, 1] (0 returns the image, 1 ignores it); the sampler takes round(strength * num_steps) of
+    its `num_steps` steps. image: (B, 1, H, W) in [-1, 1]. Returns (B, 1, H, W) in [-1, 1].
+    """
+    if not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1] (0: keep the input, 1: ignore it), got {strength!r}")
+    _check_image(image)
+    device = next(model.parameters()).device
+    image = image.to(device)
+    labels = _check_labels(model, labels, image.shape[0], device)
+    scheduler.set_timesteps(num_steps)
+    k = round(strength * num_steps)  # how many of the sampler's steps to run
+    if k == 0:
+        return image.clone()
+    timesteps = scheduler.timesteps[num_steps - k:].tolist()  # the k least noisy steps, from t0 down
+    noise = torch.randn(image.shape, generator=generator).to(device)
+    xt = scheduler.add_noise(image, noise, timesteps[0])  # q(x_t0 | x_0), eq. 4
+    model.eval()
+    xt = _denoise(model, scheduler, xt, timesteps, labels=labels, guidance=guidance, generator=generator,
+                  callback=callback)
+    return xt.clamp(-1, 1)

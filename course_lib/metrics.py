@@ -1,0 +1,428 @@
+"""The digit judge: a small MNIST classifier, classifier FID and recognizability.
+
+Generated digits are judged the way a person would: does a classifier that reads real digits well
+read them with confidence (`recognizability`), and do their features spread like those of real digits
+(`classifier_fid`, the Fréchet distance of Heusel et al. 2017 computed in this classifier's feature space
+instead of Inception's)? The classifier is trained once by the project (`python -m course_lib.metrics`)
+and shipped in data/checkpoints/digit_classifier.pt.
+
+Inputs everywhere: a float tensor (N, 1, H, W), H = W = 28, or 32 (centre-cropped to 28), with values in
+[0, 1] or [-1, 1]. The range is detected (any value < 0 means [-1, 1]) unless `value_range=` says it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import functools
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import load_mnist
+from .runtime import checkpoint_path, data_dir, get_device, seed_everything
+from .train import Budget, check_finite, load_checkpoint, progress, save_checkpoint
+
+__all__ = [
+    "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "train_classifier", "accuracy",
+    "not_digits", "train_judge", "load_judge", "prepare_digits", "predict", "judge_features",
+    "FeatureStats", "feature_stats", "frechet_distance", "classifier_fid",
+    "Recognizability", "recognizability", "reference_digits", "JUDGE_CHECKPOINT", "main",
+]
+
+JUDGE_CHECKPOINT = "digit_classifier.pt"
+JUDGE_KIND = "digit_classifier"
+VALUE_RANGES = ("[0, 1]", "[-1, 1]")
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
+
+
+# ---------------------------------------------------------------- the classifier
+@dataclass
+class DigitClassifierConfig:
+    channels: tuple[int, int] = (16, 32)  # two conv(5x5) -> ReLU -> maxpool(2) stages: 28 -> 14 -> 7
+    feature_dim: int = 64  # the penultimate layer: FID is computed in this space
+    dropout: float = 0.25  # before the last layer, training only
+    num_classes: int = 10
+
+
+class DigitClassifier(nn.Module):
+    """LeNet-style CNN (LeCun et al. 1998): (N, 1, 28, 28) in [0, 1] -> logits (N, 10).
+
+    `features(x)` is the penultimate layer (N, feature_dim), after ReLU: what classifier FID compares.
+    """
+
+    def __init__(self, config: DigitClassifierConfig | None = None):
+        super().__init__()
+        self.config = config = config or DigitClassifierConfig()
+        c1, c2 = config.channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, c1, 14, 14)
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, c2, 7, 7)
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, config.feature_dim), nn.ReLU(),  # (N, D)
+        )
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.feature_dim, config.num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) in [0, 1] -> (N, D) penultimate features."""
+        return self.body((x - MNIST_MEAN) / MNIST_STD)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (N, 10) logits
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class JudgeTrainConfig:
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    max_shift: float = 2.0  # augmentation: random translation up to this many pixels
+    max_rotation: float = 10.0  # degrees
+    max_scale: float = 0.1  # zoom in [1 - s, 1 + s]
+    outlier_weight: float = 0.5  # outlier exposure: push non-digits towards a uniform prediction (0 = off)
+
+
+def random_affine(x: torch.Tensor, config: JudgeTrainConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Small random shifts, rotations and zooms of (N, 1, 28, 28) digits (background 0 stays 0)."""
+    n, size = x.shape[0], x.shape[-1]
+
+    def rand(*shape: int) -> torch.Tensor:  # U(-1, 1), drawn on the CPU generator, moved to x's device
+        return (torch.rand(*shape, generator=generator) * 2 - 1).to(x.device)
+
+    angle = rand(n) * math.radians(config.max_rotation)
+    scale = 1 + rand(n) * config.max_scale
+    shift = rand(n, 2) * config.max_shift * 2 / size  # pixels -> affine_grid's [-1, 1] coordinates
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (N, 28, 28, 2)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+def not_digits(x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Images that are not digits, (N, 1, 28, 28) in [0, 1], for outlier exposure (Hendrycks et al. 2019):
+    uniform noise, sparse dots, smooth blobs, flat grey, pixel-shuffled digits, two different digits overlaid."""
+    n, device = x0.shape[0], x0.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(device)
+
+    shuffled = x0.flatten(1)[:, torch.randperm(784, generator=generator).to(device)].view_as(x0)
+    partner = torch.randperm(n, generator=generator).to(device)
+    overlay = torch.where((labels != labels[partner]).view(n, 1, 1, 1), torch.maximum(x0, x0[partner]), shuffled)
+    kinds = torch.stack([
+        rand(n, 1, 28, 28),
+        (rand(n, 1, 28, 28) < 0.05 + 0.25 * rand(n, 1, 1, 1)).float(),
+        F.interpolate(rand(n, 1, 7, 7), size=28, mode="bilinear", align_corners=False),
+        rand(n, 1, 1, 1).expand(n, 1, 28, 28),
+        shuffled,
+        overlay,
+    ])  # (K, N, 1, 28, 28)
+    choice = torch.randint(len(kinds), (n,), generator=generator).to(device)
+    return kinds[choice, torch.arange(n, device=device)]
+
+
+def _loss(model: DigitClassifier, x0: torch.Tensor, labels: torch.Tensor, config: JudgeTrainConfig,
+          generator: torch.Generator | None) -> torch.Tensor:
+    """Cross-entropy on digits + outlier_weight * cross-entropy of non-digits to the uniform distribution."""
+    loss = F.cross_entropy(model(x0), labels)
+    if config.outlier_weight > 0:
+        half = x0.shape[0] // 2
+        outliers = not_digits(x0[:half], labels[:half], generator)
+        loss = loss - config.outlier_weight * model(outliers).log_softmax(dim=1).mean()
+    return loss
+
+
+def train_classifier(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor, *, budget: Budget,
+                     config: JudgeTrainConfig | None = None, generator: torch.Generator | None = None,
+                     augment: bool = True) -> dict[str, list[float]]:
+    """Cross-entropy with AdamW on (N, 1, 28, 28) digits in [0, 1], plus outlier exposure so that noise and
+    blobs are not read as digits with confidence; returns the history {step, loss}.
+
+    The learning rate follows a cosine schedule when the budget is in steps, and stays constant otherwise.
+    """
+    config = config or JudgeTrainConfig()
+    device = next(model.parameters()).device
+    images, labels = images.to(device), labels.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, budget.max_steps)
+                if budget.max_steps and budget.max_seconds is None else None)
+    history: dict[str, list[float]] = {"step": [], "loss": []}
+    model.train()
+    step, bar = 0, progress(total=budget.total, desc="digit judge")
+    while not budget.done(step):
+        index = torch.randint(len(images), (config.batch_size,), generator=generator).to(device)
+        x0 = random_affine(images[index], config, generator) if augment else images[index]
+        loss = _loss(model, x0, labels[index], config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        step += 1
+        if step % 50 == 0 or step == 1:
+            check_finite(step, loss=loss.item())
+            history["step"].append(step)
+            history["loss"].append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.update(1)
+    bar.close()
+    if step and (not history["step"] or history["step"][-1] != step):
+        history["step"].append(step)  # the last step is always recorded
+        history["loss"].append(loss.item())
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500) -> float:
+    """Share of `images` ((N, 1, 28|32, 28|32), [0, 1] or [-1, 1]) that `model` labels correctly."""
+    predicted, _ = predict(images, model=model, batch_size=batch_size)
+    return (predicted == labels.cpu()).double().mean().item()
+
+
+def train_judge(*, steps: int | None = 3000, seconds: float | None = None, seed: int = 0,
+                out: str | Path | None = None, device: torch.device | str | None = None,
+                root: str | Path | None = None, command: str | None = None) -> tuple[DigitClassifier, dict]:
+    """Train the judge on the MNIST train split, measure it on the test split, write the checkpoint and a
+    JSON record (data source, held-out accuracy, command, date) beside it. Returns (model, record)."""
+    device = get_device(str(device) if device is not None else None)
+    root = Path(root) if root is not None else data_dir()
+    generator = seed_everything(seed)
+    train, test = load_mnist(root, "train"), load_mnist(root, "test", download=False)
+    model = DigitClassifier().to(device)
+    budget = Budget(max_steps=steps, max_seconds=seconds)
+    history = train_classifier(model, train.images, train.labels, budget=budget, generator=generator)
+    record = {
+        "data_source": train.source, "n_train": len(train), "n_test": len(test),
+        "held_out_accuracy": accuracy(model, test.images.to(device), test.labels),
+        "steps": history["step"][-1] if history["step"] else 0, "seconds": round(budget.elapsed, 1),
+        "seed": seed, "device": str(device), "torch": torch.__version__,
+        "command": command or f"course_lib.metrics.train_judge(steps={steps}, seconds={seconds}, seed={seed})",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "final_loss": history["loss"][-1] if history["loss"] else None,
+    }
+    out = Path(out) if out is not None else checkpoint_path(JUDGE_CHECKPOINT)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_checkpoint(out, kind=JUDGE_KIND, config=model.config, state=state,
+                    held_out_accuracy=record["held_out_accuracy"], data_source=train.source)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return model, record
+
+
+# ---------------------------------------------------------------- loading and inputs
+@functools.lru_cache(maxsize=4)
+def _load_judge_cached(path: str, device: str) -> DigitClassifier:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"the digit judge's weights are missing: {path}. They ship with the course "
+                                f"(git checkout data/checkpoints); or train them with `python -m course_lib.metrics` "
+                                f"(a few minutes on a CPU).")
+    ckpt = load_checkpoint(path, kind=JUDGE_KIND, config_cls=DigitClassifierConfig)
+    config = ckpt["config"]
+    config.channels = tuple(config.channels)
+    model = DigitClassifier(config)
+    model.load_state_dict(ckpt["state"])
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_judge(device: torch.device | str | None = None, *, path: str | Path | None = None) -> DigitClassifier:
+    """The shipped digit classifier (eval mode, no grad), loaded once per device and cached."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    path = Path(path) if path is not None else checkpoint_path(JUDGE_CHECKPOINT)
+    return _load_judge_cached(str(path.resolve()), str(device))
+
+
+def prepare_digits(samples: torch.Tensor, *, value_range: str | None = None) -> torch.Tensor:
+    """Check and convert digits to what the judge reads: (N, 1, 28, 28) float in [0, 1].
+
+    samples: (N, 1, 28, 28) or (N, 1, 32, 32) (centre-cropped to 28, undoing a 2-pixel pad), in [0, 1] or
+    [-1, 1]. `value_range` "[0, 1]" or "[-1, 1]"; None detects it: any value < 0 means [-1, 1].
+    Values are clamped to [0, 1] after conversion (samplers may overshoot a little).
+    """
+    if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
+        kind = samples.dtype if isinstance(samples, torch.Tensor) else type(samples).__name__
+        raise ValueError(f"digits must be a float tensor (N, 1, H, W) in [0, 1] or [-1, 1], got {kind}: "
+                         f"for uint8 pixels use x.float() / 255")
+    if samples.ndim != 4 or samples.shape[1] != 1 or samples.shape[-2:] not in ((28, 28), (32, 32)):
+        raise ValueError(f"digits must have shape (N, 1, 28, 28) or (N, 1, 32, 32) (centre-cropped), got "
+                         f"{tuple(samples.shape)}: grayscale only; resize other sizes with "
+                         f"F.interpolate(x, size=28, mode='bilinear', antialias=True)")
+    if samples.shape[0] == 0:
+        raise ValueError("no digits to judge: got an empty batch (N = 0)")
+    if not torch.isfinite(samples).all():
+        raise ValueError("digits contain NaN or inf: the model that made them diverged")
+    if value_range is None:
+        value_range = "[-1, 1]" if (samples < 0).any() else "[0, 1]"
+    if value_range not in VALUE_RANGES:
+        raise ValueError(f"unknown value_range {value_range!r}: use one of {', '.join(map(repr, VALUE_RANGES))}")
+    x = samples[..., 2:30, 2:30] if samples.shape[-1] == 32 else samples  # (N, 1, 28, 28)
+    x = (x + 1) / 2 if value_range == "[-1, 1]" else x
+    return x.clamp(0, 1)
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """fn applied to x in batches; the results are concatenated on the CPU."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    with torch.no_grad():
+        return torch.cat([fn(x[i:i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+
+def _judge_for(samples: torch.Tensor, model: DigitClassifier | None) -> DigitClassifier:
+    return model if model is not None else load_judge(samples.device)
+
+
+# ---------------------------------------------------------------- predictions and recognizability
+def predict(samples: torch.Tensor, *, model: DigitClassifier | None = None, batch_size: int = 500,
+            value_range: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The judge's reading of each digit: labels (N,) int64 and probabilities (N, 10), both on the CPU."""
+    judge = _judge_for(samples, model)
+    x = prepare_digits(samples, value_range=value_range)
+    probs = _batched(lambda batch: judge(batch).softmax(dim=1), x, batch_size)  # (N, 10)
+    return probs.argmax(dim=1), probs
+
+
+@dataclass
+class Recognizability:
+    """fraction: share of digits labelled with probability >= threshold; classes: how many of the 10 digits
+    occur among those; histogram: their count per digit (sum = confident digits); n: digits judged."""
+
+    fraction: float
+    classes: int
+    histogram: list[int]
+    n: int
+    threshold: float
+
+    def __str__(self) -> str:
+        return (f"{self.fraction:.1%} of {self.n} digits read with p >= {self.threshold:g}, "
+                f"{self.classes}/10 classes, per digit {self.histogram}")
+
+
+def recognizability(samples: torch.Tensor, *, threshold: float = 0.9, model: DigitClassifier | None = None,
+                    batch_size: int = 500, value_range: str | None = None) -> Recognizability:
+    """How many samples the judge reads with confidence, and how many different digits they cover.
+
+    A GAN that collapsed onto one digit scores a high fraction but few classes; blurry samples a low fraction.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
+    labels, probs = predict(samples, model=model, batch_size=batch_size, value_range=value_range)
+    confident = probs.max(dim=1).values >= threshold  # (N,) bool
+    histogram = torch.bincount(labels[confident], minlength=10).tolist()
+    return Recognizability(fraction=confident.double().mean().item(), classes=sum(c > 0 for c in histogram),
+                           histogram=histogram, n=len(labels), threshold=threshold)
+
+
+# ---------------------------------------------------------------- Fréchet distance
+@dataclass
+class FeatureStats:
+    """Mean (D,) and covariance (D, D) of N feature vectors, float64."""
+
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    n: int
+
+
+def feature_stats(features: torch.Tensor) -> FeatureStats:
+    """(N, D) features -> mean and unbiased covariance in float64 (N >= 2)."""
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"features must be (N, D) with N >= 2, got {tuple(features.shape)}")
+    x = features.detach().cpu().double()
+    mu = x.mean(dim=0)  # (D,)
+    centred = x - mu
+    sigma = centred.T @ centred / (x.shape[0] - 1)  # (D, D)
+    return FeatureStats(mu, sigma, x.shape[0])
+
+
+def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric positive semi-definite matrix via eigh; tiny negative
+    eigenvalues (round-off) are clipped to 0."""
+    eigenvalues, eigenvectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return eigenvectors @ torch.diag(eigenvalues.clamp_min(0).sqrt()) @ eigenvectors.T
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2), Heusel et al. 2017:
+
+        d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)
+
+    The inner matrix S1^1/2 S2 S1^1/2 is symmetric PSD, so its square root's trace is the sum of the square
+    roots of its eigenvalues: no complex numbers, no scipy. Computed in float64; a round-off result just
+    below 0 is returned as 0.
+    """
+    mu1, mu2, sigma1, sigma2 = (torch.as_tensor(t).double().cpu() for t in (mu1, mu2, sigma1, sigma2))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"shapes disagree: mu {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
+                         f"sigma {tuple(sigma1.shape)}, {tuple(sigma2.shape)} (expected (D,) and (D, D))")
+    root1 = _sqrtm_psd(sigma1)
+    inner = root1 @ sigma2 @ root1  # S1^1/2 S2 S1^1/2, symmetric PSD
+    eigenvalues = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0)
+    trace_term = torch.trace(sigma1) + torch.trace(sigma2) - 2 * eigenvalues.sqrt().sum()
+    return max(((mu1 - mu2) ** 2).sum().item() + trace_term.item(), 0.0)
+
+
+def judge_features(samples: torch.Tensor, *, model: DigitClassifier | None = None, batch_size: int = 500,
+                   value_range: str | None = None) -> torch.Tensor:
+    """The judge's penultimate features (N, D) of digits, on the CPU."""
+    judge = _judge_for(samples, model)
+    return _batched(judge.features, prepare_digits(samples, value_range=value_range), batch_size)
+
+
+def classifier_fid(samples: torch.Tensor, reference: torch.Tensor | FeatureStats, *, batch_size: int = 500,
+                   model: DigitClassifier | None = None, value_range: str | None = None,
+                   feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Fréchet distance between the judge's features of `samples` and of `reference` (lower is better).
+
+    samples, reference: digits (N, 1, 28|32, 28|32) in [0, 1] or [-1, 1]; `reference` may also be a
+    precomputed `FeatureStats` (e.g. of real test digits, to reuse across a training run).
+    feature_fn: replaces the judge; called on raw batches (no digit checks), must return (B, D).
+
+    FID is biased by the sample count: the same two distributions score higher with fewer samples (the
+    covariance estimates are noisier). Compare FIDs only at equal N, and always report N.
+    """
+    def stats(x: torch.Tensor) -> FeatureStats:
+        if feature_fn is not None:
+            return feature_stats(_batched(feature_fn, x, batch_size))
+        return feature_stats(judge_features(x, model=model, batch_size=batch_size, value_range=value_range))
+
+    first = stats(samples)
+    second = reference if isinstance(reference, FeatureStats) else stats(reference)
+    return frechet_distance(first.mu, first.sigma, second.mu, second.sigma)
+
+
+# ---------------------------------------------------------------- real digits
+def reference_digits(n: int, split: str = "test", *, seed: int = 0, root: str | Path | None = None,
+                     verbose: bool = False) -> torch.Tensor:
+    """n real MNIST digits (N, 1, 28, 28) in [0, 1], a fixed random subset of `split` (the FID reference)."""
+    data = load_mnist(root if root is not None else data_dir(), split, download=False, verbose=verbose)
+    if not 0 < n <= len(data):
+        raise ValueError(f"asked for {n} reference digits but the {split} split ({data.source}) has {len(data)}")
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.images[index]
+
+
+# ---------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> int:
+    """`python -m course_lib.metrics [--steps N] [--seconds S]`: train the judge and write its checkpoint."""
+    parser = argparse.ArgumentParser(prog="python -m course_lib.metrics", description=main.__doc__)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help=f"default: data/checkpoints/{JUDGE_CHECKPOINT}")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    _, record = train_judge(steps=args.steps, seconds=args.seconds, seed=args.seed, out=args.out,
+                            device=args.device, command=" ".join(["python -m course_lib.metrics", *argv]))
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

