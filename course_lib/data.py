@@ -16,14 +16,13 @@ import gzip
 import importlib.util
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .downloads import ChecksumError, DownloadError, download, file_hash, first_line, offline
+from .downloads import ChecksumError, DownloadError, atomic_write, download, file_hash, first_line, offline
 from .images import (EXAMPLE_IMAGES, STYLE_IMAGES, Painting, example_image, fetch_painting, load_image,
                      style_image, style_path)
 from .runtime import data_dir
@@ -132,14 +131,8 @@ def _download_from_mirrors(mirrors: list[str], filename: str, dest: Path, **kwar
 
 def _gunzip(archive: Path, target: Path) -> None:
     """Unpack `archive` to `target` through a temp file, so an interrupted run leaves no partial file."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as f:
-            shutil.copyfileobj(f, out)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target) as out, gzip.open(archive, "rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 def _from_torchvision(root: Path, split: str) -> MNIST | None:

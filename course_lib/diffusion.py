@@ -59,6 +59,7 @@ class DiffusionConfig:
     min_snr_gamma: float = 5.0
     # the U-Net
     image_size: int = 28
+    patch_size: int = 1  # 2: the U-Net works on 2x2 pixel patches (14x14 for MNIST), about 4x cheaper
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
@@ -83,9 +84,10 @@ class DiffusionConfig:
             raise ValueError(f"unknown prediction {self.prediction!r}: use one of {', '.join(PREDICTIONS)}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}: use one of {', '.join(LOSS_WEIGHTINGS)}")
-        if self.image_size % 2 ** (len(self.channel_mults) - 1):
-            raise ValueError(f"image_size {self.image_size} must be divisible by 2 ** {len(self.channel_mults) - 1} "
-                             f"for channel_mults {self.channel_mults}")
+        factor = self.patch_size * 2 ** (len(self.channel_mults) - 1)
+        if self.image_size % factor:
+            raise ValueError(f"image_size {self.image_size} must be divisible by patch_size * 2 ** (levels - 1) = "
+                             f"{factor} for patch_size {self.patch_size} and channel_mults {self.channel_mults}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
 
@@ -98,7 +100,7 @@ def build_model(config: DiffusionConfig) -> UNet:
     """The U-Net that `config` describes (on the CPU, float32)."""
     return UNet(in_channels=1, base_channels=config.base_channels, channel_mults=config.channel_mults,
                 num_res_blocks=config.num_res_blocks, attention_levels=config.attention_levels,
-                num_classes=config.num_classes, dropout=config.dropout)
+                num_classes=config.num_classes, dropout=config.dropout, patch_size=config.patch_size)
 
 
 def scheduler_for(config: DiffusionConfig, sampler: str = "ddim", *, eta: float = 0.0, clip_sample: bool = True):

@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from .train import progress as progress_bar
 
-__all__ = ["download", "file_hash", "offline", "first_line", "DownloadError", "ChecksumError", "USER_AGENT"]
+__all__ = ["download", "atomic_write", "file_hash", "offline", "first_line", "DownloadError", "ChecksumError", "USER_AGENT"]
 
 USER_AGENT = "image-gen-course/0.1 (https://github.com/image-gen-course/image-gen-course)"  # Wikimedia asks for one
 
@@ -60,8 +62,8 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, md
              name: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
     """Download `url` to `dest` and return `dest`.
 
-    The bytes stream into a temp file in dest's folder and are hashed on the way; only a complete file with
-    the expected hash (`sha256`, else `md5`, when given) is renamed to `dest` (`os.replace` is atomic), so a
+    The bytes stream into a temp file in dest's folder (`atomic_write`) and are hashed on the way; only a
+    complete file with the expected hash (`sha256`, else `md5`, when given) is renamed to `dest`, so a
     failed, interrupted or corrupt download leaves nothing behind. An existing `dest` with the right hash
     (any existing `dest` when no hash is given) is kept without a download.
     Raises `DownloadError` (offline, timeout, HTTP error, body cut short) or `ChecksumError` (names both hashes).
@@ -73,19 +75,32 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, md
         return dest
     if offline():
         raise DownloadError(f"not downloading {name}: COURSE_OFFLINE=1", "COURSE_OFFLINE=1")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _stream(url, out, name=name, algorithm=algorithm, timeout=timeout, progress=progress)
+    with atomic_write(dest) as out:
+        actual = _stream(url, out, name=name, algorithm=algorithm, timeout=timeout, progress=progress)
         if expected is not None and actual != expected:
             raise ChecksumError(f"{name}: {algorithm} mismatch, expected {expected}, got {actual}; the download "
                                 f"from {url} was discarded (the file changed upstream or the transfer was corrupted)")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Write `path` all at once or not at all: yield a new hidden file next to it; when the block ends without
+    an error, flush it to disk and rename it to `path` (`os.replace` is atomic); on any error, delete it.
+    (Unlike `tempfile.mkstemp`, the file gets the usual permissions, so others can read a shared cache.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    out = open(tmp, "xb")
+    try:
+        with out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _stream(url: str, out, *, name: str, algorithm: str, timeout: float, progress: bool) -> str:

@@ -10,6 +10,7 @@ upsample and refine, so few steps are spent at the full size (see `StyleConfig`)
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from .perceptual import OPTIMIZERS, OptimizationResult, VGG19Features, content_loss, optimize_image
 
 __all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "stylize",
-           "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "resize_to_pixels", "pyramid_sizes", "cli"]
+           "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "resize_to_pixels", "pyramid_sizes", "config_from_args",
+           "cli"]
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -58,3 +60,283 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     vertical = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     horizontal = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     return vertical + horizontal
+
+
+# ---------------------------------------------------------------- colour
+# YIQ (NTSC): Y is the luminance, I and Q the chrominance. Gatys et al. 2017 ("Controlling perceptual
+# factors in neural style transfer", section 5) transfer the style on Y alone and keep the photo's I, Q.
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
+                            [0.5959, -0.2746, -0.3213],
+                            [0.2115, -0.5227, 0.3112]])
+
+
+def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 3, H, W) YIQ (Y in [0, 1], I and Q about [-0.6, 0.6])."""
+    return torch.einsum("ij,bjhw->bihw", _RGB_TO_YIQ.to(image), image)
+
+
+def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """The inverse of `rgb_to_yiq` (not clamped)."""
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_YIQ).to(image), image)
+
+
+def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The style's luminance, shifted and scaled to the content's mean and std, as a gray RGB image.
+
+    Gatys et al. 2017, eq. 6: L_s' = sigma_c / sigma_s * (L_s - mu_s) + mu_c. (B, 3, H, W) -> (B, 3, H, W).
+    """
+    y_style, y_content = rgb_to_yiq(style)[:, :1], rgb_to_yiq(content)[:, :1]
+    scale = y_content.std() / y_style.std().clamp_min(1e-6)
+    matched = (y_style - y_style.mean()) * scale + y_content.mean()
+    return matched.clamp(0, 1).expand(-1, 3, -1, -1)
+
+
+def _gray(image: torch.Tensor) -> torch.Tensor:
+    return rgb_to_yiq(image)[:, :1].expand(-1, 3, -1, -1)  # (B, 3, H, W): Y in every channel
+
+
+def _recolor(luminance_rgb: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Y of the stylized gray image + I, Q of the content photo, back to RGB in [0, 1]."""
+    yiq = torch.cat([rgb_to_yiq(luminance_rgb)[:, :1], rgb_to_yiq(content)[:, 1:]], dim=1)
+    return yiq_to_rgb(yiq).clamp(0, 1)
+
+
+# ---------------------------------------------------------------- sizes
+def resize_to_pixels(image: torch.Tensor, pixels: float) -> torch.Tensor:
+    """Resize (B, 3, H, W) to about `pixels` pixels, keeping its aspect ratio (antialiased bilinear)."""
+    height, width = image.shape[-2:]
+    new_height = max(1, round(math.sqrt(pixels * height / width)))
+    new_width = max(1, round(new_height * width / height))
+    return _resize(image, (new_height, new_width))
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def pyramid_sizes(size: tuple[int, int], num_scales: int) -> list[tuple[int, int]]:
+    """Coarse-to-fine sizes, each level half the next: (256, 256), 2 -> [(128, 128), (256, 256)]."""
+    height, width = size
+    return [(max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))) for k in reversed(range(num_scales))]
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    height, width = size
+    if height * width > max_pixels:
+        shorter = min(height, width)
+        fits = int(shorter * math.sqrt(max_pixels / (height * width)))
+        raise ValueError(f"an output of {width}x{height} = {height * width:,} pixels is larger than this profile "
+                         f"allows (max_pixels={max_pixels:,}): use a shorter side of at most {fits} pixels "
+                         f"(size={fits}), or a larger profile (COURSE_PROFILE=full) on a machine with more memory")
+
+
+# ---------------------------------------------------------------- stylize
+@dataclass
+class StyleConfig:
+    """Gatys style transfer, coarse-to-fine. The defaults are the benchmarked recipe (see README / bench)."""
+
+    size: int = 256  # shorter side of the output, pixels
+    steps: int = 20  # optimizer steps at the full size
+    coarse_steps: int = 100  # optimizer steps at each coarser level
+    num_scales: int = 2  # pyramid levels, each twice the size of the previous (1: no coarse-to-fine)
+    optimizer: str = "lbfgs"  # "lbfgs" (one evaluation per step, no line search) or "adam"
+    lr: float | None = None  # Adam's learning rate in pixel units (default 0.02); L-BFGS uses 1
+    content_weight: float = 1.0  # alpha
+    style_weight: float = 1e3  # beta
+    tv_weight: float = 0.0  # gamma
+    content_layers: tuple[str, ...] = ("conv4_2",)  # Gatys et al. 2016, section 2.1
+    style_layers: tuple[str, ...] = GATYS_STYLE_LAYERS
+    style_weights: tuple[float, ...] | None = None  # blend of several paintings (normalized to sum 1)
+    init: str = "content"  # "content" or "noise"
+    preserve_color: bool = False  # transfer on luminance only, keep the photo's colours
+    weights: str = "caffe"  # VGG19 weights: "caffe" or "torchvision"
+    pooling: str = "max"
+    style_scale: float = 1.0  # the painting is resized to style_scale x the output's pixel count
+    max_seconds: float | None = None  # wall-clock budget for the whole run
+    seed: int = 0  # for init="noise"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: use one of {OPTIMIZERS}")
+        if self.init not in ("content", "noise"):
+            raise ValueError(f"unknown init {self.init!r}: use 'content' or 'noise'")
+        if self.size < 8 or self.num_scales < 1 or self.steps < 0 or self.coarse_steps < 0:
+            raise ValueError(f"need size >= 8, num_scales >= 1 and steps >= 0, got size={self.size}, "
+                             f"num_scales={self.num_scales}, steps={self.steps}, coarse_steps={self.coarse_steps}")
+        self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        if self.style_weights is not None:
+            self.style_weights = tuple(float(w) for w in self.style_weights)
+
+
+@dataclass
+class StyleResult:
+    """`image` (1, 3, H, W) in [0, 1]; `history`: per step {level, size, step, seconds, content, style, ...};
+    `seconds`: total wall time; `level_seconds`: time per pyramid level; `stopped`: why it ended early."""
+
+    image: torch.Tensor
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    level_seconds: list[float] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def stylize(content: torch.Tensor, style, config: StyleConfig | None = None, *, vgg: VGG19Features | None = None,
+            max_pixels: int | None = None, progress: bool = True) -> StyleResult:
+    """Paint `content` (1, 3, H, W) in [0, 1] in the style of `style` (one image or a list, any sizes).
+
+    Coarse-to-fine (Gatys et al. 2017, section 6): optimize at 1/2^(num_scales-1) of the size, upsample, refine;
+    the style targets of each level are computed once. Runs on content's device. `vgg`: a prebuilt
+    `VGG19Features` with the config's layers (saves loading it again); `max_pixels`: refuse larger outputs
+    (default: the current profile's budget).
+    """
+    config = config or StyleConfig()
+    styles = [s.to(content.device) for s in (style if isinstance(style, (list, tuple)) else [style])]
+    _check_images(content, styles)
+    blend = _blend_weights(config.style_weights, len(styles))
+    size = _output_size(content, config.size)
+    if max_pixels is None:
+        from .runtime import get_profile
+        max_pixels = get_profile(device=content.device).max_pixels
+    _check_pixels(size, max_pixels)
+    vgg = vgg if vgg is not None else _build_vgg(config).to(content.device)
+    _check_vgg(vgg, config)
+    photo = _gray(content) if config.preserve_color else content
+    if config.preserve_color:  # Gatys et al. 2017, section 5.2: luminance-only transfer
+        styles = [match_luminance(s, content) for s in styles]
+    result = _coarse_to_fine(vgg, photo, styles, blend, size, config, progress)
+    if config.preserve_color:
+        result.image = _recolor(result.image, _resize(content, size))
+    return result
+
+
+def _coarse_to_fine(vgg, photo, styles, blend, size, config: StyleConfig, progress: bool) -> StyleResult:
+    result, image, t0 = StyleResult(image=_resize(photo, size)), None, time.perf_counter()
+    sizes = pyramid_sizes(size, config.num_scales)
+    for level, level_size in enumerate(sizes):
+        level_photo = _resize(photo, level_size)  # (1, 3, h, w)
+        init = _initial_image(image, level_photo, config)
+        remaining = None if config.max_seconds is None else max(0.0, config.max_seconds - (time.perf_counter() - t0))
+        run = optimize_image(_gatys_loss(vgg, level_photo, styles, blend, config), init,
+                             steps=config.steps if level == len(sizes) - 1 else config.coarse_steps,
+                             optimizer=config.optimizer, lr=config.lr, max_seconds=remaining, progress=progress,
+                             desc=f"stylize {level_size[1]}x{level_size[0]}")
+        offset = result.history[-1]["seconds"] if result.history else 0.0
+        result.history += [{"level": level, "size": level_size, **h, "seconds": h["seconds"] + offset}
+                           for h in run.history]
+        image, result.stopped = run.image, run.stopped
+        result.level_seconds.append(run.seconds)
+        if run.stopped:
+            break
+    result.image = _resize(image, size) if image is not None else result.image
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _initial_image(coarse: torch.Tensor | None, photo: torch.Tensor, config: StyleConfig) -> torch.Tensor:
+    """The first level starts from the photo (or noise); later ones from the upsampled coarser result."""
+    if coarse is None:
+        if config.init == "noise":
+            gen = torch.Generator().manual_seed(config.seed)
+            return torch.rand(photo.shape, generator=gen).to(photo.device)
+        return photo
+    return F.interpolate(coarse, size=photo.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _gatys_loss(vgg: VGG19Features, photo: torch.Tensor, styles: list[torch.Tensor], blend: list[float],
+                config: StyleConfig):
+    """The loss of one pyramid level; its targets (content features, style Grams) are computed once here."""
+    with torch.no_grad():
+        content_targets = {name: f for name, f in vgg(photo).items() if name in config.content_layers}
+        pixels = photo.shape[-2] * photo.shape[-1] * config.style_scale
+        # sum_s w_s ||G - A_s||^2 = ||G - sum_s w_s A_s||^2 + const when sum_s w_s = 1: blending several
+        # paintings is matching the blended Gram matrices (same gradient, one target).
+        target_grams = {name: 0.0 for name in config.style_layers}
+        for weight, painting in zip(blend, styles):
+            features = vgg(resize_to_pixels(painting, pixels))
+            for name in config.style_layers:
+                target_grams[name] = target_grams[name] + weight * gram_matrix(features[name])
+
+    def loss_fn(image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = vgg(image)
+        terms = {"content": config.content_weight * content_loss(features, content_targets),
+                 "style": config.style_weight * style_loss(features, target_grams)}
+        if config.tv_weight:
+            terms["tv"] = config.tv_weight * tv_loss(image)
+        return terms
+
+    return loss_fn
+
+
+def _build_vgg(config: StyleConfig) -> VGG19Features:
+    return VGG19Features(config.weights, layers=config.content_layers + config.style_layers, pooling=config.pooling)
+
+
+def _check_vgg(vgg: VGG19Features, config: StyleConfig) -> None:
+    missing = [n for n in config.content_layers + config.style_layers if n not in vgg.layers]
+    if missing:
+        raise ValueError(f"the VGG19Features passed in does not compute {missing}: build it with "
+                         f"layers=config.content_layers + config.style_layers")
+
+
+def _check_images(content: torch.Tensor, styles: list[torch.Tensor]) -> None:
+    for name, image in [("content", content)] + [(f"style {i}", s) for i, s in enumerate(styles)]:
+        if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"{name} image must be a tensor (1, 3, H, W) in [0, 1], got {shape}: load it with "
+                             f"course_lib.data.load_image (converts grayscale, RGBA and 16-bit images)")
+        if not image.is_floating_point():
+            raise ValueError(f"{name} image must be float in [0, 1], got {image.dtype}: use load_image")
+
+
+def _blend_weights(weights: tuple[float, ...] | None, num_styles: int) -> list[float]:
+    if weights is None:
+        return [1.0 / num_styles] * num_styles
+    if len(weights) != num_styles or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"style_weights must be {num_styles} non-negative numbers (one per style image, not all "
+                         f"zero), got {weights}")
+    return [w / sum(weights) for w in weights]
+
+
+def _output_size(content: torch.Tensor, shorter: int) -> tuple[int, int]:
+    height, width = content.shape[-2:]
+    scale = shorter / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+# ---------------------------------------------------------------- command line
+def _load_named(src: str, names: dict, loader) -> torch.Tensor:
+    """A CLI image argument: a packaged name (example photo / painting) or anything load_image takes."""
+    from .data import load_image
+    return loader(src) if src in names else load_image(src)
+
+
+def config_from_args(args) -> StyleConfig:
+    """StyleConfig from `python -m course_lib stylize` arguments (None = keep the default)."""
+    overrides = {"size": args.size, "steps": args.steps, "optimizer": args.optimizer,
+                 "content_weight": args.content_weight, "style_weight": args.style_weight,
+                 "style_weights": tuple(args.style_weights) if args.style_weights else None,
+                 "tv_weight": args.tv_weight, "init": args.init, "weights": args.weights,
+                 "preserve_color": args.preserve_color or None, "seed": args.seed}
+    return StyleConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cli(args) -> int:
+    """`python -m course_lib stylize CONTENT STYLE [STYLE ...] -o OUT.png --size 256 --steps 100 ...`"""
+    from .data import EXAMPLE_IMAGES, STYLE_IMAGES, example_image, style_image
+    from .runtime import get_device, get_profile
+    from .viz import save_image
+    device = get_device(args.device)
+    config = config_from_args(args)
+    content = _load_named(args.content, EXAMPLE_IMAGES, example_image).to(device)
+    styles = [_load_named(s, STYLE_IMAGES, style_image).to(device) for s in args.style]
+    result = stylize(content, styles, config, max_pixels=get_profile(device=device).max_pixels)
+    path = save_image(result.image, args.out)
+    last = result.history[-1] if result.history else {}
+    print(f"wrote {path} ({result.image.shape[-1]}x{result.image.shape[-2]}) in {result.seconds:.1f} s on {device}, "
+          f"{len(result.history)} steps; content {last.get('content', float('nan')):.4g}, "
+          f"style {last.get('style', float('nan')):.4g}")
+    if result.stopped:
+        print(f"warning: {result.stopped}")
+    return 0 if result.stopped is None else 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
+import secrets
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -138,15 +138,16 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, config: Any, state: d
         "state": state,
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # not mkstemp: its files are private (0600)
+    f = open(tmp, "xb")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

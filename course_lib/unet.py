@@ -79,8 +79,10 @@ class SelfAttention(nn.Module):
 
 class UNet(nn.Module):
     """A time- (and optionally class-) conditioned U-Net for (B, C, H, W) images; H and W divisible by
-    2 ** (len(channel_mults) - 1).
+    patch_size * 2 ** (len(channel_mults) - 1).
 
+    patch_size: 1 works on pixels; 2 folds each 2x2 block of pixels into 4 channels first (PixelUnshuffle) and
+    unfolds at the end, so the network runs at half the resolution, about 4x cheaper (the "patch" of ViTs).
     attention_levels: indices into `channel_mults` (0 = full resolution) that get self-attention.
     num_classes: None for an unconditional model; else labels in [0, num_classes) plus the null label
     `num_classes` (the "no label" of classifier-free guidance).
@@ -88,8 +90,10 @@ class UNet(nn.Module):
 
     def __init__(self, *, in_channels: int = 1, base_channels: int = 32, channel_mults: tuple[int, ...] = (1, 2, 2),
                  num_res_blocks: int = 1, attention_levels: tuple[int, ...] = (2,), num_classes: int | None = None,
-                 dropout: float = 0.0, groups: int = 8):
+                 dropout: float = 0.0, groups: int = 8, patch_size: int = 1):
         super().__init__()
+        if patch_size not in (1, 2, 4):
+            raise ValueError(f"patch_size must be 1, 2 or 4, got {patch_size}")
         if any(not 0 <= a < len(channel_mults) for a in attention_levels):
             raise ValueError(f"attention_levels {attention_levels} must index channel_mults {channel_mults}")
         self.in_channels, self.num_classes = in_channels, num_classes
@@ -98,7 +102,9 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.base_channels = base_channels
         self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
-        self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.patch_size = patch_size  # > 1: work on (H / p, W / p) patches of p*p pixels (pixel unshuffle)
+        self.stem = nn.Sequential(nn.PixelUnshuffle(patch_size),
+                                  nn.Conv2d(in_channels * patch_size**2, base_channels, 3, padding=1))
         block = dict(emb_dim=emb_dim, dropout=dropout, groups=groups)
         chans = [base_channels * m for m in channel_mults]
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
@@ -122,9 +128,10 @@ class UNet(nn.Module):
                 nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(out_ch, out_ch, 3, padding=1))
             self.up.append(nn.ModuleList([resblock, attn, upsample]))
             ch = out_ch
-        self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, in_channels, 3, padding=1))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, in_channels * patch_size**2, 3, padding=1),
+                                  nn.PixelShuffle(patch_size))
+        nn.init.zeros_(self.head[2].weight)
+        nn.init.zeros_(self.head[2].bias)
 
     def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(B,) time steps and (B,) labels (or None) -> (B, emb_dim)."""

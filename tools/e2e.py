@@ -57,6 +57,12 @@ NOTEBOOK_STATE_JS = """() => {
   }
   return {kernel: kernel ? kernel.status : 'none', cells: cells};
 }"""
+KERNEL_READY_JS = """() => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const session = panel && panel.sessionContext && panel.sessionContext.session;
+  return !!(session && session.kernel && session.kernel.status === 'idle'
+            && session.kernel.connectionStatus === 'connected');
+}"""
 # Tracebacks rendered anywhere, including inside widget Output areas (an interact callback that raised).
 RENDERED_ERRORS_JS = """() => Array.from(document.querySelectorAll(
     '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')).map(e => e.innerText)"""
@@ -158,11 +164,14 @@ def jupyter_lab(notebook_dir: Path, *, log_path: Path):
             _stop(process, base, token)
 
 
-def _wait_for_kernel_and_cells(page, *, timeout: float) -> dict:
+def _wait_for_kernel_and_cells(page, *, timeout: float, stall: float = 30) -> dict:
     """Poll JupyterLab's model until every code cell has an execution count and the kernel is idle."""
-    deadline, state = time.monotonic() + timeout, None
+    deadline, state, idle_since = time.monotonic() + timeout, None, time.monotonic()
     while time.monotonic() < deadline:
         state = page.evaluate(NOTEBOOK_STATE_JS)
+        idle_since = idle_since if state["kernel"] == "idle" else time.monotonic()
+        if time.monotonic() - idle_since > stall:  # nothing runs and nothing is queued: Run All did not take
+            break
         errors = [f"cell {c['index'] + 1}: {e}" for c in state["cells"] for e in c["errors"]]
         if errors and state["kernel"] == "idle":
             raise E2EFailure("the notebook raised an error:\n  " + "\n  ".join(errors))
@@ -172,13 +181,13 @@ def _wait_for_kernel_and_cells(page, *, timeout: float) -> dict:
             raise E2EFailure(f"the kernel is {state['kernel']} (out of memory?)")
         page.wait_for_timeout(1000)
     pending = [c["index"] + 1 for c in (state or {"cells": []})["cells"] if c["count"] is None]
-    raise E2EFailure(f"not finished after {timeout:.0f} s: kernel {state and state['kernel']}, cells not run: {pending}")
+    raise E2EFailure(f"cells {pending} never ran (kernel {state and state['kernel']}; waited up to {timeout:.0f} s)")
 
 
 def _run_all_cells(page) -> None:
     """Run > Run All Cells, through the menu bar as a person would."""
     page.locator("#jp-MainMenu .lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator('.lm-Menu-item[data-command="notebook:run-all-cells"]').click()
+    page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
 
 
 def _slider(page, description: str):
@@ -224,8 +233,7 @@ def _wait_for_image_change(cell, before: list[str], *, timeout: float = 60) -> l
 def check_notebook(page, base: str, token: str, name: str, *, out: Path, timeout: float, description: str) -> None:
     """Open, run all, assert no errors, move the slider, see the image change, screenshot."""
     page.goto(f"{base}/lab/tree/{name}?token={token}")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
+    page.wait_for_function(KERNEL_READY_JS, timeout=120_000)
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=60_000)
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
     _log(f"opened {name}; Run > Run All Cells")

@@ -1,0 +1,361 @@
+"""Diffusion chapter: schedules, q_sample, the DDPM and DDIM schedulers, guidance, editing, checkpoints, CLI.
+
+Tiny and exact (the diffusers test style): closed-form values on float64 schedules, an analytic "model" that
+knows the true noise of Gaussian data, 8x8 U-Nets with a few channels, fixed seeds.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib import diffusion as D
+from course_lib.diffusion_edit import renoise
+from course_lib.train import Budget, CheckpointError, save_checkpoint
+
+T = 1000
+
+
+def tiny_config(**overrides) -> D.DiffusionConfig:
+    values = dict(image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,), batch_size=4,
+                  warmup_steps=1)
+    values.update(overrides)
+    return D.DiffusionConfig(**values)
+
+
+def tiny_model(**overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return D.build_model(tiny_config(**overrides)).eval()
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact minimum-MSE prediction for data x0 ~ N(mu, s^2) per pixel: no training needed.
+
+    x_t = a x0 + b eps (a = sqrt(ab_t), b = sqrt(1 - ab_t)) gives E[x0 | x_t] = mu + a s^2 (x_t - a mu) / (a^2 s^2 + b^2).
+    """
+
+    num_classes = None
+
+    def __init__(self, alpha_bar: torch.Tensor, mu: float, s: float, prediction: str = "eps"):
+        super().__init__()
+        self.alpha_bar, self.mu, self.s, self.prediction = alpha_bar, mu, s, prediction
+        self.dummy = torch.nn.Parameter(torch.zeros(()))  # so next(model.parameters()) has a device
+
+    def forward(self, xt, t, labels=None):
+        ab = self.alpha_bar[t].float().reshape(-1, 1, 1, 1)
+        a, b = ab.sqrt(), (1 - ab).sqrt()
+        x0 = self.mu + a * self.s**2 * (xt - a * self.mu) / (a**2 * self.s**2 + b**2)
+        eps = (xt - a * x0) / b
+        return {"eps": eps, "x0": x0, "v": a * eps - b * x0}[self.prediction]
+
+
+# ---------------------------------------------------------------- schedules
+@pytest.mark.parametrize("name", D.BETA_SCHEDULES)
+def test_schedules_are_float64_monotone_and_in_range(name):
+    betas = D.make_beta_schedule(name, T)
+    alpha_bar = D.alpha_bar_from_betas(betas)
+    assert betas.dtype == alpha_bar.dtype == torch.float64 and betas.shape == (T,)
+    assert (betas > 0).all() and (betas < 1).all()
+    assert (betas[1:] >= betas[:-1]).all()  # noise added per step never shrinks
+    assert (alpha_bar[1:] < alpha_bar[:-1]).all() and alpha_bar[0] < 1 and alpha_bar[-1] > 0
+    assert alpha_bar[0] > 0.999 and alpha_bar[-1] < 1e-3  # starts clean, ends (almost) pure noise
+    snr = D.snr(alpha_bar)
+    assert (snr[1:] < snr[:-1]).all()
+
+
+def test_linear_schedule_matches_ho_et_al_and_cosine_closed_form():
+    betas = D.linear_beta_schedule(T)
+    assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+    alpha_bar = D.alpha_bar_from_betas(D.cosine_beta_schedule(T))
+    f = lambda t: math.cos((t / T + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    assert alpha_bar[499].item() == pytest.approx(f(500) / f(0), rel=1e-9)
+
+
+def test_unknown_schedule_and_bad_length_raise():
+    with pytest.raises(ValueError, match="linear, cosine"):
+        D.make_beta_schedule("quadratic", T)
+    with pytest.raises(ValueError, match=">= 2"):
+        D.make_beta_schedule("cosine", 1)
+
+
+# ---------------------------------------------------------------- q_sample
+def test_q_sample_statistics_match_closed_form():
+    alpha_bar = D.alpha_bar_from_betas(D.cosine_beta_schedule(T))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.full((20000, 1, 2, 2), 0.7)
+    for t in (0, 300, 700):
+        noise = torch.randn(x0.shape, generator=gen)
+        xt = D.q_sample(x0, torch.full((x0.shape[0],), t), alpha_bar=alpha_bar, noise=noise)
+        ab = alpha_bar[t].item()
+        assert xt.mean().item() == pytest.approx(math.sqrt(ab) * 0.7, abs=0.01)
+        assert xt.var().item() == pytest.approx(1 - ab, abs=0.01 + 0.02 * (1 - ab))
+
+
+def test_add_noise_is_q_sample_and_does_not_touch_inputs():
+    scheduler = D.DDPMScheduler(T, "linear")
+    x0, noise = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8)
+    copies = x0.clone(), noise.clone()
+    t = torch.tensor([0, 10, 999])
+    out = scheduler.add_noise(x0, noise, t)
+    ab = scheduler.alpha_bar[t].float().reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(out, ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
+    assert torch.equal(x0, copies[0]) and torch.equal(noise, copies[1])
+
+
+# ---------------------------------------------------------------- schedulers
+def test_ddpm_posterior_variance_is_zero_at_t0_and_closed_form_elsewhere():
+    scheduler = D.DDPMScheduler(T, "linear")
+    x, out = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    _, std0, _ = scheduler.step_distribution(out, 0, x)
+    assert float(std0) == 0.0
+    t = 500
+    _, std, _ = scheduler.step_distribution(out, t, x)
+    ab, ab_prev, beta = scheduler.alpha_bar[t], scheduler.alpha_bar[t - 1], scheduler.betas[t]
+    assert float(std) ** 2 == pytest.approx(((1 - ab_prev) / (1 - ab) * beta).item(), rel=1e-5)
+
+
+def test_ddpm_posterior_mean_is_eq7():
+    scheduler = D.DDPMScheduler(T, "cosine", prediction="x0")
+    x0, x = torch.rand(2, 1, 8, 8) * 2 - 1, torch.randn(2, 1, 8, 8)
+    t = 321
+    mean, _, x0_pred = scheduler.step_distribution(x0, t, x)
+    ab, ab_prev, beta, alpha = (scheduler.alpha_bar[t], scheduler.alpha_bar[t - 1], scheduler.betas[t],
+                                scheduler.alphas[t])
+    expected = ab_prev.sqrt() * beta / (1 - ab) * x0.double() + alpha.sqrt() * (1 - ab_prev) / (1 - ab) * x.double()
+    torch.testing.assert_close(mean.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x0_pred, x0)
+
+
+def test_ddim_eta0_is_deterministic():
+    model = tiny_model()
+    scheduler = D.DDIMScheduler(T, "cosine", eta=0.0)
+    noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = D.sample(model, scheduler, xt=noise, num_steps=5, generator=torch.Generator().manual_seed(1))
+    b = D.sample(model, scheduler, xt=noise, num_steps=5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    c = D.sample(model, D.DDIMScheduler(T, "cosine", eta=1.0), xt=noise, num_steps=5,
+                 generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(a, c)  # eta = 1 adds noise
+
+
+@pytest.mark.parametrize("prediction", D.PREDICTIONS)
+def test_ddim_eta1_over_all_steps_is_the_ddpm_step(prediction):
+    ddpm = D.DDPMScheduler(T, "linear", prediction=prediction)
+    ddim = D.DDIMScheduler(T, "linear", eta=1.0, prediction=prediction)
+    gen = torch.Generator().manual_seed(0)
+    x, out = torch.randn(2, 1, 8, 8, generator=gen), torch.randn(2, 1, 8, 8, generator=gen) * 0.3
+    for t in (999, 500, 10, 1, 0):
+        m1, s1, x01 = ddpm.step_distribution(out, t, x)
+        m2, s2, x02 = ddim.step_distribution(out, t, x)
+        torch.testing.assert_close(m1, m2, rtol=1e-4, atol=1e-5)
+        assert float(s1) == pytest.approx(float(s2), rel=1e-5, abs=1e-8)
+        torch.testing.assert_close(x01, x02)
+    step1 = ddpm.step(out, 500, x, generator=torch.Generator().manual_seed(3))[0]
+    step2 = ddim.step(out, 500, x, generator=torch.Generator().manual_seed(3))[0]
+    torch.testing.assert_close(step1, step2, rtol=1e-4, atol=1e-5)
+
+
+def test_set_timesteps_trailing_and_errors():
+    scheduler = D.DDIMScheduler(T)
+    scheduler.set_timesteps(4)
+    assert scheduler.timesteps.tolist() == [999, 666, 333, 0]
+    assert [scheduler.previous_timestep(t) for t in (999, 666, 333, 0)] == [666, 333, 0, -1]
+    scheduler.set_timesteps(T)
+    assert scheduler.timesteps.tolist() == list(range(T - 1, -1, -1))
+    with pytest.raises(ValueError, match=r"\[1, 1000\]"):
+        scheduler.set_timesteps(T + 1)
+    scheduler.set_timesteps(3)
+    with pytest.raises(ValueError, match="set_timesteps"):
+        scheduler.step(torch.zeros(1, 1, 2, 2), 5, torch.zeros(1, 1, 2, 2))  # 5 is not one of the 3 steps
+
+
+def test_unknown_sampler_prediction_and_eta_raise():
+    with pytest.raises(ValueError, match="ddpm, ddim"):
+        D.make_scheduler("euler")
+    with pytest.raises(ValueError, match="eps, x0, v"):
+        D.make_scheduler("ddim", prediction="score")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        D.DDIMScheduler(T, eta=1.5)
+    with pytest.raises(ValueError, match="DDIM setting"):
+        D.make_scheduler("ddpm", eta=0.5)
+    with pytest.raises(ValueError, match="cosine"):
+        D.DiffusionConfig(beta_schedule="sigmoid")
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", 200), ("ddim", 50)])
+@pytest.mark.parametrize("prediction", D.PREDICTIONS)
+def test_samplers_recover_gaussian_data_with_an_analytic_model(sampler, steps, prediction):
+    """With the exact denoiser of N(mu, s^2) data, both samplers must produce N(mu, s^2)."""
+    mu, s = 0.3, 0.2
+    scheduler = D.make_scheduler(sampler, T, "cosine", prediction=prediction)
+    oracle = GaussianOracle(scheduler.alpha_bar, mu, s, prediction)
+    x = D.sample(oracle, scheduler, n=2000, num_steps=steps, image_size=2, generator=torch.Generator().manual_seed(0))
+    assert x.mean().item() == pytest.approx(mu, abs=0.01)
+    assert x.std().item() == pytest.approx(s, rel=0.08)
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    model = tiny_model()
+    scheduler = D.DDPMScheduler(T)
+    a = D.sample(model, scheduler, n=2, num_steps=3, image_size=8, generator=torch.Generator().manual_seed(5))
+    b = D.sample(model, scheduler, n=2, num_steps=3, image_size=8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and a.shape == (2, 1, 8, 8) and a.min() >= -1 and a.max() <= 1
+
+
+# ---------------------------------------------------------------- guidance
+def test_guidance_w0_is_unconditional_and_w1_is_conditional():
+    model = tiny_model(num_classes=10)
+    with torch.no_grad():  # make the label matter: the embedding starts random, the output layer at zero
+        model.head[2].weight.normal_(0, 0.1)
+    xt, t, labels = torch.randn(3, 1, 8, 8), torch.tensor([5, 500, 900]), torch.tensor([1, 7, 3])
+    null = torch.full_like(labels, 10)
+    with torch.no_grad():
+        out_u, out_c = model(xt, t, null), model(xt, t, labels)
+        assert not torch.allclose(out_u, out_c)
+        torch.testing.assert_close(D.guided_output(model, xt, t, labels, 0.0), out_u, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(D.guided_output(model, xt, t, labels, 1.0), out_c, rtol=1e-4, atol=1e-5)
+        w3 = D.guided_output(model, xt, t, labels, 3.0)
+        torch.testing.assert_close(w3, out_u + 3 * (out_c - out_u), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model(xt, t), out_u)  # no labels = the null label
+
+
+def test_labels_out_of_range_or_on_unconditional_model_raise():
+    conditional, plain = tiny_model(num_classes=10), tiny_model()
+    with pytest.raises(ValueError, match=r"\[0, 9\]"):
+        D.sample(conditional, D.DDIMScheduler(T), n=2, num_steps=2, image_size=8, labels=10)
+    with pytest.raises(ValueError, match="unconditional"):
+        D.sample(plain, D.DDIMScheduler(T), n=2, num_steps=2, image_size=8, labels=3)
+    with pytest.raises(ValueError, match="unconditional"):
+        plain(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+
+
+def test_drop_labels_uses_the_null_label_at_rate_p():
+    labels = torch.arange(10).repeat(1000)
+    dropped = D.drop_labels(labels, 0.2, 10, torch.Generator().manual_seed(0))
+    rate = (dropped == 10).double().mean().item()
+    assert rate == pytest.approx(0.2, abs=0.02)
+    kept = dropped != 10
+    assert torch.equal(dropped[kept], labels[kept]) and labels.max() == 9  # input untouched
+
+
+# ---------------------------------------------------------------- loss and training
+@pytest.mark.parametrize("prediction", D.PREDICTIONS)
+def test_min_snr_weights_equal_min_snr_gamma_on_x0_error(prediction):
+    config = tiny_config(prediction=prediction, loss_weighting="min_snr", min_snr_gamma=5.0)
+    alpha_bar = torch.tensor([0.999, 0.9, 0.5, 0.01], dtype=torch.float64)
+    snr = alpha_bar / (1 - alpha_bar)
+    to_x0 = {"eps": snr, "v": snr + 1, "x0": torch.ones_like(snr)}[prediction]  # ||out error||^2 per ||x0 error||^2
+    torch.testing.assert_close(D.loss_weight(alpha_bar, config) * to_x0, snr.clamp(max=5.0))
+
+
+def test_diffusion_loss_is_zero_for_the_exact_denoiser_of_a_point():
+    """Data = one image c: the exact eps is (x_t - sqrt(ab) c) / sqrt(1 - ab), so the loss vanishes."""
+    config = tiny_config(prediction="eps", beta_schedule="linear")
+    scheduler = D.scheduler_for(config)
+    c = torch.full((4, 1, 8, 8), 0.5)
+
+    def exact(xt, t, labels=None):
+        ab = scheduler.alpha_bar[t].float().reshape(-1, 1, 1, 1)
+        return (xt - ab.sqrt() * c) / (1 - ab).sqrt()
+
+    loss = D.diffusion_loss(exact, c, scheduler, config, generator=torch.Generator().manual_seed(0))
+    assert loss.item() < 1e-8
+    wrong = D.diffusion_loss(lambda xt, t, labels=None: torch.zeros_like(xt), c, scheduler, config)
+    assert wrong.item() == pytest.approx(1.0, abs=0.1)  # predicting 0 for N(0, I) noise costs E[eps^2] = 1
+
+
+def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
+    config = tiny_config(num_classes=10)
+    images, labels = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    before = images.clone()
+    seen = []
+    result = D.train_diffusion(config, images, labels, budget=Budget(max_steps=3), log_every=1,
+                               generator=torch.Generator().manual_seed(0), callback=lambda s, l, r: seen.append(s),
+                               disable_progress=True)
+    assert result.steps == 3 and seen == [1, 2, 3] and result.history["step"] == [1, 2, 3]
+    assert torch.equal(images, before)
+    assert all(math.isfinite(v) for v in result.history["loss"])
+    with pytest.raises(ValueError, match="labels"):
+        D.train_diffusion(config, images, budget=Budget(max_steps=1), disable_progress=True)
+
+
+def test_training_stops_on_nan():
+    config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
+    with pytest.raises(Exception, match="became"):
+        D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
+                          generator=torch.Generator().manual_seed(0), disable_progress=True)
+
+
+# ---------------------------------------------------------------- editing
+def test_inpainting_keeps_known_pixels_exactly():
+    model = tiny_model()
+    image = torch.rand(2, 1, 8, 8) * 2 - 1
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, :4] = 1  # left half known
+    for resample in (1, 2):
+        out = D.inpaint(model, D.DDIMScheduler(T), image, mask, num_steps=4, resample=resample,
+                        generator=torch.Generator().manual_seed(0))
+        assert out.shape == image.shape
+        assert torch.equal(out[..., :4], image[..., :4])
+        assert not torch.equal(out[..., 4:], image[..., 4:])
+
+
+def test_renoise_undoes_a_step_in_distribution():
+    scheduler = D.DDPMScheduler(T, "linear")
+    scheduler.set_timesteps(10)
+    t = int(scheduler.timesteps[3])
+    prev = scheduler.previous_timestep(t)
+    x_prev = torch.full((20000, 1, 1, 1), 0.5)
+    xt = renoise(x_prev, t, scheduler, torch.Generator().manual_seed(0))
+    ratio = (scheduler.alpha_bar[t] / scheduler.alpha_bar[prev]).item()
+    assert xt.mean().item() == pytest.approx(math.sqrt(ratio) * 0.5, abs=0.01)
+    assert xt.var().item() == pytest.approx(1 - ratio, rel=0.05)
+
+
+def test_sdedit_strength_bounds():
+    model = tiny_model()
+    image = torch.rand(1, 1, 8, 8) * 2 - 1
+    assert torch.equal(D.sdedit(model, D.DDIMScheduler(T), image, strength=0.0, num_steps=4), image)
+    out = D.sdedit(model, D.DDIMScheduler(T), image, strength=0.5, num_steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.shape == image.shape and not torch.equal(out, image)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+            D.sdedit(model, D.DDIMScheduler(T), image, strength=bad)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        D.sdedit(model, D.DDIMScheduler(T), image * 255, strength=0.5)
+
+
+# ---------------------------------------------------------------- checkpoints and the CLI
+def test_checkpoint_round_trip_and_wrong_kind(tmp_path):
+    config = tiny_config(num_classes=10, prediction="v")
+    model = tiny_model(num_classes=10, prediction="v")
+    path = D.save_diffusion(tmp_path / "m.pt", model, config, steps=7)
+    loaded, loaded_config, info = D.load_diffusion(path)
+    assert loaded_config == config and info["steps"] == 7
+    xt, t, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 900]), torch.tensor([2, 10])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(xt, t, y), model(xt, t, y), rtol=0, atol=0)
+    save_checkpoint(tmp_path / "gan.pt", kind="dcgan", config={"z": 1}, state={})
+    with pytest.raises(CheckpointError, match="'dcgan'"):
+        D.load_diffusion(tmp_path / "gan.pt")
+
+
+def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
+    from course_lib import cli
+
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    ckpt = tmp_path / "d.pt"
+    assert cli.main(["diffusion", "train", "--profile", "smoke", "--steps", "2", "--out", str(ckpt),
+                     "--conditional", "--device", "cpu"]) == 0
+    assert ckpt.is_file() and ckpt.with_suffix(".json").is_file()
+    out = tmp_path / "s.pt"
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "2", "--n", "3", "--label", "4",
+                     "--guidance", "2", "--out", str(out), "--device", "cpu"]) == 0
+    samples = torch.load(out, weights_only=True)
+    assert samples.shape == (3, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "1001", "--n", "1",
+                     "--out", str(out)]) == 2  # more steps than T: a clear error, exit code 2
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "2", "--n", "1", "--label", "12",
+                     "--out", str(out)]) == 2

@@ -1,0 +1,155 @@
+"""Packaging: pyproject.toml and environment.yml agree, every import is a declared dependency, the CLI starts,
+and importing the package has no side effects."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+REQUIREMENT = re.compile(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(.*)$")
+
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", REQUIREMENT.match(requirement.strip())[1]).lower()
+
+
+def _declared(*extras: str) -> set[str]:
+    requirements = PYPROJECT["project"]["dependencies"]
+    for extra in extras:
+        requirements = requirements + PYPROJECT["project"]["optional-dependencies"][extra]
+    return {_name(r) for r in requirements}
+
+
+def _environment_yml() -> dict:
+    """The few facts we need from environment.yml (read as text, so the test needs no YAML library)."""
+    text = (ROOT / "environment.yml").read_text()
+    items = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
+    return {
+        "channels": re.findall(r"^channels:\s*\n((?:\s+-.*\n)+)", text, re.MULTILINE),
+        "items": items,
+        "python": next((i.split("=", 1)[1] for i in items if re.fullmatch(r"python\s*=+\s*[\d.]+", i)), None),
+    }
+
+
+def test_every_dependency_has_only_a_lower_bound():
+    project = PYPROJECT["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    for requirement in requirements:
+        spec = REQUIREMENT.match(requirement)[3]
+        assert re.fullmatch(r">=\s*[\w.]+", spec), f"{requirement!r}: use a lower bound only (name>=version)"
+    assert re.fullmatch(r">=\s*3\.\d+", project["requires-python"])
+
+
+def test_dev_extra_has_the_test_tools():
+    assert {"pytest", "nbval"} <= _declared("dev")
+
+
+def test_environment_yml_installs_this_package_with_dev_through_pip():
+    env = _environment_yml()
+    assert env["channels"] and env["channels"][0].split() == ["-", "conda-forge"]
+    assert "pip" in env["items"]
+    assert any(re.fullmatch(r"(-e\s+)?\.\[dev\]", item) for item in env["items"]), "pip: - -e .[dev] is missing"
+    minimum = PYPROJECT["project"]["requires-python"].removeprefix(">=").strip()
+    assert env["python"] and tuple(map(int, env["python"].split(".")[:2])) >= tuple(map(int, minimum.split("."))), \
+        f"environment.yml python={env['python']} is below requires-python {minimum}"
+    others = [i for i in env["items"] if not re.match(r"(python\b|pip$|-e |\.\[)", i)]
+    assert all(_name(re.split(r"[=<>]", i)[0]) in _declared() for i in others), \
+        f"conda packages {others} must also be pyproject dependencies (pyproject is the one list)"
+
+
+def _third_party_imports(folder: Path) -> dict[str, str]:
+    """Top-level third-party modules imported anywhere under `folder` -> a file that imports it.
+    Imports guarded by `except ImportError` (optional extras) are skipped."""
+    found = {}
+    for path in sorted(folder.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        optional = {id(node) for handler in ast.walk(tree) if isinstance(handler, ast.Try)
+                    and any(_catches_import_error(h) for h in handler.handlers)
+                    for statement in handler.body for node in ast.walk(statement)}
+        for node in ast.walk(tree):
+            if id(node) in optional:
+                continue
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("course_lib", "__future__"):
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    names = ast.dump(handler.type) if handler.type is not None else ""
+    return "ImportError" in names or "ModuleNotFoundError" in names
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names needs Python 3.10")
+@pytest.mark.parametrize("folder, extras", [("course_lib", ()), ("tests", ("dev",))])
+def test_every_import_is_a_declared_dependency(folder, extras):
+    distributions = packages_distributions()
+    declared = _declared(*extras)
+    missing = {}
+    for module, where in _third_party_imports(ROOT / folder).items():
+        names = {_name(d) for d in distributions.get(module, [module])}
+        if not names & declared:
+            missing[module] = where
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def _run(code_or_args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, *code_or_args], cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_help_works(tmp_path):
+    result = _run(["-m", "course_lib", "--help"], tmp_path, COURSE_DATA=str(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr
+    for command in ("fetch", "gan", "diffusion", "stylize", "bench"):
+        assert command in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+_IMPORT_EVERYTHING = """
+import importlib, json, os, pkgutil, sys
+before = dict(os.environ)
+import course_lib
+modules = sorted(m.name for m in pkgutil.walk_packages(course_lib.__path__, "course_lib.")
+                 if m.name != "course_lib.__main__")
+for name in modules:
+    importlib.import_module(name)
+import torch
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(json.dumps({"modules": modules, "cuda": torch.cuda.is_initialized(), "env": changed}))
+"""
+
+
+def test_importing_every_module_has_no_side_effects(tmp_path):
+    cwd, data = tmp_path / "cwd", tmp_path / "data"
+    cwd.mkdir()
+    result = _run(["-c", _IMPORT_EVERYTHING], cwd, COURSE_DATA=str(data))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"course_lib.data", "course_lib.viz", "course_lib.runtime", "course_lib.train"} <= set(report["modules"])
+    assert report["cuda"] is False, "importing course_lib initialized CUDA"
+    assert report["env"] == [], f"importing course_lib changed environment variables {report['env']}"
+    assert list(cwd.iterdir()) == [] and not data.exists(), "importing course_lib wrote files"
+    assert result.stdout.strip().count("\n") == 0, f"importing course_lib printed: {result.stdout}"

@@ -1,0 +1,134 @@
+"""course_lib.runtime: device choice, budget profiles, seeding, the data folder."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import runtime
+from course_lib.runtime import PROFILES, Profile, get_device, get_profile, seed_everything
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    for name in ("COURSE_DEVICE", "COURSE_PROFILE", "COURSE_DATA"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _fake_hardware(monkeypatch, *, cuda: bool, mps: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_get_device_prefers_cuda_then_mps_then_cpu(no_env, monkeypatch, cuda, mps, expected):
+    _fake_hardware(monkeypatch, cuda=cuda, mps=mps)
+    assert get_device().type == expected
+
+
+def test_course_device_overrides_the_choice(no_env, monkeypatch):
+    _fake_hardware(monkeypatch, cuda=True, mps=False)
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert get_device() == torch.device("cpu")
+    assert get_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["tpu", "gpu", "CUDA"])
+def test_unknown_device_lists_the_valid_ones(no_env, monkeypatch, name):
+    with pytest.raises(ValueError, match="cpu, cuda, mps"):
+        get_device(name)
+    monkeypatch.setenv("COURSE_DEVICE", name)
+    with pytest.raises(ValueError, match="cpu, cuda, mps"):
+        get_device()
+
+
+def test_unavailable_device_says_so(no_env, monkeypatch):
+    _fake_hardware(monkeypatch, cuda=False, mps=False)
+    for name in ("cuda", "cuda:0", "mps"):
+        with pytest.raises(ValueError, match="not available"):
+            get_device(name)
+
+
+def test_get_profile_reads_the_environment_and_the_argument_wins(no_env, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert get_profile().name == "smoke"
+    assert get_profile("full").name == "full"
+
+
+@pytest.mark.parametrize("device, expected", [("cuda", "full"), ("cpu", "quick"), ("mps", "quick")])
+def test_default_profile_depends_on_the_device(no_env, device, expected):
+    assert get_profile(device=device).name == expected
+    assert get_profile(device=torch.device(device)).name == expected
+
+
+def test_default_profile_without_a_device_probes_it(no_env, monkeypatch):
+    _fake_hardware(monkeypatch, cuda=False, mps=False)
+    assert get_profile().name == "quick"
+    monkeypatch.setenv("COURSE_PROFILE", "")  # an empty variable counts as unset
+    assert get_profile().name == "quick"
+
+
+def test_unknown_profile_lists_the_valid_ones(no_env, monkeypatch):
+    with pytest.raises(ValueError, match="smoke, quick, full"):
+        get_profile("fast")
+    monkeypatch.setenv("COURSE_PROFILE", "fast")
+    with pytest.raises(ValueError, match="smoke, quick, full"):
+        get_profile()
+
+
+def test_profiles_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROFILES["quick"].gan_seconds = 1.0
+    assert all(isinstance(p, Profile) and p.name == name for name, p in PROFILES.items())
+
+
+def test_budgets_grow_from_smoke_to_quick_to_full():
+    """Every numeric budget is at most as large in smoke as in quick, and in quick as in full (None = no cap)."""
+    def value(profile, field):
+        number = getattr(profile, field)
+        return math.inf if number is None else number
+
+    for field in dataclasses.fields(Profile):
+        if field.name in ("name", "train"):
+            continue
+        smoke, quick, full = (value(PROFILES[n], field.name) for n in ("smoke", "quick", "full"))
+        assert smoke <= quick <= full, f"{field.name}: smoke {smoke}, quick {quick}, full {full}"
+    assert not PROFILES["smoke"].train and PROFILES["quick"].train and PROFILES["full"].train
+
+
+def test_describe_profile_lists_every_budget():
+    text = runtime.describe_profile(PROFILES["smoke"])
+    assert all(field.name in text for field in dataclasses.fields(Profile))
+
+
+def _draws():
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_seed_everything_makes_runs_repeat():
+    gen = seed_everything(123)
+    first, first_gen = _draws(), torch.rand(2, generator=gen).tolist()
+    gen = seed_everything(123)
+    assert _draws() == first and torch.rand(2, generator=gen).tolist() == first_gen
+    seed_everything(124)
+    assert _draws() != first
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", None])
+def test_seed_everything_rejects_bad_seeds(seed):
+    with pytest.raises(ValueError, match="non-negative int"):
+        seed_everything(seed)
+
+
+def test_data_dir_honours_course_data(no_env, monkeypatch, tmp_path):
+    repo_data = Path(runtime.__file__).resolve().parent.parent / "data"
+    assert runtime.data_dir() == repo_data  # next to pyproject.toml, wherever the notebook runs from
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    assert runtime.data_dir() == tmp_path
+    assert runtime.checkpoint_path("gan.pt") == tmp_path / "checkpoints" / "gan.pt"
+    assert not (tmp_path / "checkpoints").exists()  # asking for a path creates nothing
