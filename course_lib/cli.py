@@ -27,12 +27,14 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- fetch
 def _add_fetch(sub) -> None:
     p = sub.add_parser("fetch", help="download datasets, weights and paintings into data/ for offline use")
-    p.add_argument("--data", default="data", help="cache folder (default: data)")
+    p.add_argument("--data", default=None,
+                   help="cache folder (default: COURSE_DATA, else the repository's data/, where notebooks look)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a download gives up")
 
 
 def _run_fetch(args) -> int:
     from .data import fetch_all
-    fetch_all(root=args.data)
+    fetch_all(root=args.data, timeout=args.timeout)
     return 0
 
 

@@ -206,8 +206,9 @@ def test_sampling_is_reproducible_with_a_generator():
 # ---------------------------------------------------------------- guidance
 def test_guidance_w0_is_unconditional_and_w1_is_conditional():
     model = tiny_model(num_classes=10)
-    with torch.no_grad():  # make the label matter: the embedding starts random, the output layer at zero
-        model.head[2].weight.normal_(0, 0.1)
+    with torch.no_grad():  # a fresh U-Net outputs 0 (zero-initialized last layers): perturb it so labels matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     xt, t, labels = torch.randn(3, 1, 8, 8), torch.tensor([5, 500, 900]), torch.tensor([1, 7, 3])
     null = torch.full_like(labels, 10)
     with torch.no_grad():
@@ -306,11 +307,11 @@ def test_renoise_undoes_a_step_in_distribution():
     scheduler.set_timesteps(10)
     t = int(scheduler.timesteps[3])
     prev = scheduler.previous_timestep(t)
-    x_prev = torch.full((20000, 1, 1, 1), 0.5)
+    x_prev = torch.full((200000, 1, 1, 1), 0.5)
     xt = renoise(x_prev, t, scheduler, torch.Generator().manual_seed(0))
     ratio = (scheduler.alpha_bar[t] / scheduler.alpha_bar[prev]).item()
     assert xt.mean().item() == pytest.approx(math.sqrt(ratio) * 0.5, abs=0.01)
-    assert xt.var().item() == pytest.approx(1 - ratio, rel=0.05)
+    assert xt.var().item() == pytest.approx(1 - ratio, rel=0.02)
 
 
 def test_sdedit_strength_bounds():

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from importlib.metadata import packages_distributions
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -35,14 +35,22 @@ def _declared(*extras: str) -> set[str]:
 
 
 def _environment_yml() -> dict:
-    """The few facts we need from environment.yml (read as text, so the test needs no YAML library)."""
-    text = (ROOT / "environment.yml").read_text()
-    items = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
-    return {
-        "channels": re.findall(r"^channels:\s*\n((?:\s+-.*\n)+)", text, re.MULTILINE),
-        "items": items,
-        "python": next((i.split("=", 1)[1] for i in items if re.fullmatch(r"python\s*=+\s*[\d.]+", i)), None),
-    }
+    """environment.yml's channels, conda dependencies and pip installs (read as text: no YAML library needed)."""
+    sections, key, in_pip = {"channels": [], "dependencies": [], "pip": []}, None, False
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        stripped = line.split("#", 1)[0].rstrip()
+        if not stripped.strip():
+            continue
+        if not line.startswith(" ") and not line.startswith("-"):
+            key, in_pip = stripped.split(":", 1)[0], False
+        elif stripped.strip() == "- pip:":
+            in_pip = True
+        elif stripped.strip().startswith("- ") and key in sections:
+            item = stripped.strip()[2:].strip()
+            indent = len(line) - len(line.lstrip())
+            in_pip = in_pip and indent > 2
+            sections["pip" if in_pip else key].append(item)
+    return sections
 
 
 def test_every_dependency_has_only_a_lower_bound():
@@ -60,26 +68,29 @@ def test_dev_extra_has_the_test_tools():
 
 def test_environment_yml_installs_this_package_with_dev_through_pip():
     env = _environment_yml()
-    assert env["channels"] and env["channels"][0].split() == ["-", "conda-forge"]
-    assert "pip" in env["items"]
-    assert any(re.fullmatch(r"(-e\s+)?\.\[dev\]", item) for item in env["items"]), "pip: - -e .[dev] is missing"
+    assert env["channels"] == ["conda-forge"]
+    assert any(re.fullmatch(r"(-e\s+)?\.\[dev\]", item) for item in env["pip"]), "pip: - -e .[dev] is missing"
+    assert "pip" in env["dependencies"]
+    python = next((d for d in env["dependencies"] if d.startswith("python")), "")
+    version = re.fullmatch(r"python\s*=+\s*(\d+)\.(\d+)[\d.]*", python)
     minimum = PYPROJECT["project"]["requires-python"].removeprefix(">=").strip()
-    assert env["python"] and tuple(map(int, env["python"].split(".")[:2])) >= tuple(map(int, minimum.split("."))), \
-        f"environment.yml python={env['python']} is below requires-python {minimum}"
-    others = [i for i in env["items"] if not re.match(r"(python\b|pip$|-e |\.\[)", i)]
-    assert all(_name(re.split(r"[=<>]", i)[0]) in _declared() for i in others), \
+    assert version and (int(version[1]), int(version[2])) >= tuple(map(int, minimum.split("."))), \
+        f"environment.yml needs a python=X.Y at or above requires-python {minimum}, got {python!r}"
+    others = [d for d in env["dependencies"] if not re.match(r"(python|pip)\b", d)]
+    assert all(_name(re.split(r"[=<>]", d)[0]) in _declared() for d in others), \
         f"conda packages {others} must also be pyproject dependencies (pyproject is the one list)"
 
 
 def _third_party_imports(folder: Path) -> dict[str, str]:
     """Top-level third-party modules imported anywhere under `folder` -> a file that imports it.
-    Imports guarded by `except ImportError` (optional extras) are skipped."""
+    Imports inside a `try` that catches ImportError (optional extras, fallbacks) are skipped."""
     found = {}
     for path in sorted(folder.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
-        optional = {id(node) for handler in ast.walk(tree) if isinstance(handler, ast.Try)
-                    and any(_catches_import_error(h) for h in handler.handlers)
-                    for statement in handler.body for node in ast.walk(statement)}
+        optional = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try)
+                    and any(_catches_import_error(h) for h in block.handlers)
+                    for statement in block.body + [s for h in block.handlers for s in h.body]
+                    for node in ast.walk(statement)}
         for node in ast.walk(tree):
             if id(node) in optional:
                 continue
@@ -101,17 +112,33 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     return "ImportError" in names or "ModuleNotFoundError" in names
 
 
+def _installed_with(names: set[str]) -> set[str]:
+    """`names` and everything pip installs along with them (their requirements, recursively, no extras)."""
+    closure, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [_name(r) for r in requirements if "extra ==" not in r and "extra==" not in r]
+    return closure
+
+
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names needs Python 3.10")
 @pytest.mark.parametrize("folder, extras", [("course_lib", ()), ("tests", ("dev",))])
-def test_every_import_is_a_declared_dependency(folder, extras):
-    distributions = packages_distributions()
-    declared = _declared(*extras)
+def test_every_import_is_installed_by_the_declared_dependencies(folder, extras):
+    """What `pip install -e .[dev]` brings (declared packages and their requirements) covers every import."""
+    distributions = metadata.packages_distributions()
+    installed = _installed_with(_declared(*extras))
     missing = {}
     for module, where in _third_party_imports(ROOT / folder).items():
-        names = {_name(d) for d in distributions.get(module, [module])}
-        if not names & declared:
+        if not {_name(d) for d in distributions.get(module, [module])} & installed:
             missing[module] = where
-    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+    assert not missing, f"imported but neither declared in pyproject.toml nor required by a dependency: {missing}"
 
 
 def _run(code_or_args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:

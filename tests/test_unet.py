@@ -56,4 +56,5 @@ def test_bad_configurations_raise():
     with pytest.raises(ValueError, match="divisible by heads"):
         UNet(base_channels=6, channel_mults=(1,), attention_levels=(0,), groups=2)
     with pytest.raises(ValueError, match="unconditional"):
-        UNet(base_channels=8, channel_mults=(1, 2))(torch.zeros(1, 1, 8, 8), torch.zeros(1), torch.zeros(1).long())
+        UNet(base_channels=8, channel_mults=(1, 2), attention_levels=())(torch.zeros(1, 1, 8, 8), torch.zeros(1),
+                                                                         torch.zeros(1).long())

@@ -63,6 +63,13 @@ KERNEL_READY_JS = """() => {
   return !!(session && session.kernel && session.kernel.status === 'idle'
             && session.kernel.connectionStatus === 'connected');
 }"""
+# Put the slider near the top of the notebook view, the end of its code cell just above it, for the screenshot.
+SCROLL_TO_JS = """(el) => {
+  el.scrollIntoView({block: 'start'});
+  let box = el.parentElement;
+  while (box && !(box.scrollHeight > box.clientHeight && getComputedStyle(box).overflowY !== 'visible')) box = box.parentElement;
+  if (box) box.scrollTop = Math.max(0, box.scrollTop - 150);
+}"""
 # Tracebacks rendered anywhere, including inside widget Output areas (an interact callback that raised).
 RENDERED_ERRORS_JS = """() => Array.from(document.querySelectorAll(
     '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')).map(e => e.innerText)"""
@@ -230,6 +237,12 @@ def _wait_for_image_change(cell, before: list[str], *, timeout: float = 60) -> l
     raise E2EFailure(f"the image next to the slider did not change within {timeout:.0f} s of moving it")
 
 
+def _fail_on_rendered_error(page) -> None:
+    rendered = [text for text in page.evaluate(RENDERED_ERRORS_JS) if TRACEBACK.search(text)]
+    if rendered:
+        raise E2EFailure("an error was rendered in the notebook:\n" + rendered[0][-2000:])
+
+
 def check_notebook(page, base: str, token: str, name: str, *, out: Path, timeout: float, description: str) -> None:
     """Open, run all, assert no errors, move the slider, see the image change, screenshot."""
     page.goto(f"{base}/lab/tree/{name}?token={token}")
@@ -239,9 +252,7 @@ def check_notebook(page, base: str, token: str, name: str, *, out: Path, timeout
     _log(f"opened {name}; Run > Run All Cells")
     _run_all_cells(page)
     state = _wait_for_kernel_and_cells(page, timeout=timeout)
-    rendered = [text for text in page.evaluate(RENDERED_ERRORS_JS) if TRACEBACK.search(text)]
-    if rendered:
-        raise E2EFailure("an error was rendered in the notebook:\n" + rendered[0][-2000:])
+    _fail_on_rendered_error(page)
     _log(f"all {len(state['cells'])} code cells ran, no error output")
     slider = _slider(page, description)
     cell = slider.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-Cell ')][1]")
@@ -249,9 +260,12 @@ def check_notebook(page, base: str, token: str, name: str, *, out: Path, timeout
     if not images:
         raise E2EFailure(f"no image (img or canvas) in the output of the cell holding slider {description!r}")
     before, after = _move_slider(page, slider)
-    _wait_for_image_change(cell, images)
+    try:
+        _wait_for_image_change(cell, images)
+    finally:
+        _fail_on_rendered_error(page)  # the slider's callback may have raised
     _log(f"slider {description!r} moved {before} -> {after}; the image changed")
-    slider.evaluate("el => el.scrollIntoView({block: 'start'})")
+    slider.evaluate(SCROLL_TO_JS)
     page.wait_for_timeout(500)
     screenshot = out / f"{Path(name).stem}.png"
     page.screenshot(path=str(screenshot))

