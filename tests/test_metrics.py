@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from course_lib import metrics
-from course_lib.runtime import checkpoint_path
+from course_lib.data import load_mnist
+from course_lib.runtime import checkpoint_path, data_dir
 from course_lib.train import Budget, CheckpointError, save_checkpoint
 
 JUDGE = checkpoint_path(metrics.JUDGE_CHECKPOINT)
@@ -156,14 +157,13 @@ def test_load_judge_errors_clearly(tmp_path):
 
 # ---------------------------------------------------------------- the shipped judge on real digits
 @needs_judge
-def test_shipped_judge_loads_and_has_the_recorded_accuracy(real_digits):
+def test_shipped_judge_loads_and_has_the_recorded_accuracy():
     record = json.loads(JUDGE.with_suffix(".json").read_text())
     assert JUDGE.stat().st_size < 1_000_000
     judge = metrics.load_judge()
     assert not judge.training and not any(p.requires_grad for p in judge.parameters())
     assert metrics.load_judge() is judge  # cached
-    from course_lib.data import load_mnist
-    test = load_mnist(checkpoint_path("").parent.parent, "test", download=False, verbose=False)
+    test = load_mnist(data_dir(), "test", download=False, verbose=False)
     if test.source != record["data_source"]:
         pytest.skip(f"judge trained on {record['data_source']}, local test split is {test.source}")
     measured = metrics.accuracy(judge, test.images, test.labels)
@@ -181,8 +181,21 @@ def test_real_digits_are_recognizable_in_both_ranges(real_digits):
 
 @needs_judge
 def test_noise_is_not_recognizable():
-    noise = torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    assert metrics.recognizability(noise).fraction < 0.1
+    g = torch.Generator().manual_seed(0)
+    uniform = torch.rand(500, 1, 28, 28, generator=g)
+    gaussian_noise = (0.5 + 0.3 * torch.randn(500, 1, 28, 28, generator=g)).clamp(0, 1)  # not seen in training
+    assert metrics.recognizability(uniform).fraction < 0.1
+    assert metrics.recognizability(gaussian_noise).fraction < 0.1
+
+
+@needs_judge
+def test_a_collapsed_set_of_real_digits_covers_one_class():
+    test = load_mnist(data_dir(), "test", download=False, verbose=False)
+    threes = test.images[test.labels == 3][:50]
+    result = metrics.recognizability(threes)
+    assert result.classes == 1 and result.histogram[3] == round(result.fraction * result.n)
+    labels, _ = metrics.predict(threes)
+    assert (labels == 3).double().mean() > 0.9
 
 
 @needs_judge
