@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import os
 import re
 import socket
 import urllib.parse
@@ -174,6 +175,17 @@ def test_download_verifies_sha256_and_keeps_a_good_file(tmp_path, http_server):
     assert dest.read_bytes() == payload
     (http_server.root / "asset.bin").unlink()  # a second call must not need the server
     assert data.download(http_server.url + "asset.bin", dest, sha256=sha256).read_bytes() == payload
+
+
+def test_downloaded_files_are_readable_by_others(tmp_path, http_server):
+    """A shared cache (an instructor's `make fetch`) must be readable by everyone the umask allows."""
+    (http_server.root / "a.bin").write_bytes(b"a")
+    old = os.umask(0o022)
+    try:
+        dest = data.download(http_server.url + "a.bin", tmp_path / "a.bin")
+    finally:
+        os.umask(old)
+    assert dest.stat().st_mode & 0o777 == 0o644
 
 
 def test_download_checksum_mismatch_discards_and_names_both_hashes(tmp_path, http_server):

@@ -360,3 +360,39 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
                      "--out", str(out)]) == 2  # more steps than T: a clear error, exit code 2
     assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "2", "--n", "1", "--label", "12",
                      "--out", str(out)]) == 2
+
+
+# ---------------------------------------------------------------- the notebook's self-checks
+def _solutions():
+    def q_sample(x0, t, alpha_bar, noise):
+        ab = alpha_bar[t].float().reshape(-1, 1, 1, 1)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def posterior_mean(x0, xt, t, alpha_bar):
+        ab, ab_prev = alpha_bar[t].item(), alpha_bar[t - 1].item()
+        alpha = ab / ab_prev
+        return math.sqrt(ab_prev) * (1 - alpha) / (1 - ab) * x0 + math.sqrt(alpha) * (1 - ab_prev) / (1 - ab) * xt
+
+    def ddim_step(eps, xt, t, t_prev, alpha_bar):
+        ab, ab_prev = alpha_bar[t].item(), alpha_bar[t_prev].item()
+        x0 = (xt - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        return math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
+
+    return {"q_sample": q_sample, "posterior_mean": posterior_mean, "ddim_step": ddim_step}
+
+
+@pytest.mark.parametrize("name", ["q_sample", "posterior_mean", "ddim_step"])
+def test_checks_pass_solutions_and_catch_mistakes(name, monkeypatch, capsys):
+    from course_lib import checks
+
+    monkeypatch.setenv("COURSE_CHECKS_STRICT", "0")
+    check = getattr(checks, f"check_{name}")
+    solution = _solutions()[name]
+    assert check(solution) is True
+    assert check(lambda *args: solution(*args) * 1.01) is False  # a small slip is caught
+
+    def unfinished(*args):
+        raise NotImplementedError("write it")
+
+    assert check(unfinished) is False
+    assert "not implemented" in capsys.readouterr().out

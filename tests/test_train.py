@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -118,6 +119,15 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(path, kind="tiny", config_cls=TinyConfig)["config"].width == 8  # the old one, intact
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp file left behind
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = _save(tmp_path / "model.pt")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
 
 
 def test_wrong_kind_is_refused(tmp_path):

@@ -1,0 +1,91 @@
+"""Diffusion benchmarks (issue 5): what `quick` training reaches, DDPM vs DDIM, and guidance accuracy.
+
+1. Train the default `DiffusionConfig` from scratch for the profile's `diffusion_seconds` (300 s in `quick`),
+   seeded, then judge N DDIM-50 samples (FID against real test digits, recognizable share, classes).
+2. On that same model and the same starting noise: wall time of DDPM-1000 and DDIM-50/25/10, and the FID of
+   each at one shared N (DDPM-1000 on N digits costs 1000 N network calls, so N is smaller here; FID is only
+   compared at equal N).
+3. The shipped class-conditional checkpoint: share of samples asked for digit d that the judge reads as d,
+   with classifier-free guidance.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .. import diffusion as D
+from .. import metrics
+from ..bench import BenchContext, Row
+from ..data import load_mnist
+from ..runtime import checkpoint_path, seed_everything
+from ..train import Budget
+
+__all__ = ["run", "GUIDANCE", "COMPARE_N"]
+
+GUIDANCE = 2.0  # classifier-free guidance scale of the conditional benchmark
+COMPARE_N = {"smoke": 20, "quick": 250, "full": 1000}  # samples per sampler in the DDPM-vs-DDIM comparison
+
+
+def _train(ctx: BenchContext) -> D.TrainResult:
+    generator = seed_everything(0)
+    data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit)
+    budget = Budget(max_steps=ctx.profile.diffusion_steps, max_seconds=ctx.profile.diffusion_seconds)
+    return D.train_diffusion(D.DiffusionConfig(), data.images, budget=budget, device=ctx.device, generator=generator)
+
+
+def _timed_samples(model, config, sampler: str, steps: int, noise: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Samples from the given starting noise (one batch) and the wall time they took."""
+    scheduler = D.scheduler_for(config, sampler)
+    if noise.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    x = D.sample(model, scheduler, xt=noise.clone(), num_steps=steps, generator=torch.Generator().manual_seed(1))
+    if noise.device.type == "cuda":
+        torch.cuda.synchronize()
+    return x.cpu(), time.perf_counter() - start
+
+
+def _samplers(ctx: BenchContext, result: D.TrainResult, reference: torch.Tensor) -> list[Row]:
+    n = COMPARE_N.get(ctx.profile.name, 250)
+    noise = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(2)).to(ctx.device)
+    runs = {f"{s.upper()}-{k}": _timed_samples(result.ema_model, result.config, s, k, noise)
+            for s, k in (("ddpm", 1000), ("ddim", 50), ("ddim", 25), ("ddim", 10))}
+    fids = {name: metrics.classifier_fid(x, reference) for name, (x, _) in runs.items()}
+    rows = []
+    for name, (_, seconds) in runs.items():
+        rows.append(Row("diffusion", f"{name} sampling time, same model and batch", seconds, "s", n))
+        rows.append(Row("diffusion", f"{name} FID (same noise, N={n})", fids[name], "", n))
+    speedup = runs["DDPM-1000"][1] / runs["DDIM-50"][1]
+    rows.append(Row("diffusion", "DDIM-50 speed-up over DDPM-1000", speedup, "x", n, ">= 15"))
+    rows.append(Row("diffusion", "DDIM-50 FID / DDPM-1000 FID", fids["DDIM-50"] / fids["DDPM-1000"], "", n, "<= 1.5"))
+    return rows
+
+
+def _conditional(ctx: BenchContext) -> list[Row]:
+    path = checkpoint_path("ddpm_mnist_cond.pt")
+    if not path.is_file():
+        return [Row("diffusion", f"conditional accuracy: {path.name} missing", float("nan"), "", None, ">= 0.90")]
+    model, config, _ = D.load_diffusion(path, device=ctx.device)
+    n = ctx.profile.judge_samples
+    scores = D.evaluate(model, config, n=n, labels="all", guidance=GUIDANCE, seed=0)
+    what = f"conditional model, guidance w={GUIDANCE:g}, DDIM-50"
+    return [Row("diffusion", f"{what}: judged as the digit asked for", scores["label_accuracy"], "", n, ">= 0.90"),
+            Row("diffusion", f"{what}: FID", scores["fid"], "", n),
+            Row("diffusion", f"{what}: recognizable", scores["recognizable"], "", n)]
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    seconds = ctx.profile.diffusion_seconds
+    result = _train(ctx)
+    rows = [Row("diffusion", f"training: steps in {seconds:g} s (default DiffusionConfig, seed 0)", result.steps, "steps")]
+    n = ctx.profile.judge_samples
+    scores = D.evaluate(result.ema_model, result.config, n=n, seed=0)
+    what = f"DDIM-50 after {seconds:g} s of {ctx.profile.name} training"
+    rows += [Row("diffusion", f"{what}: FID", scores["fid"], "", n, "<= 40"),
+             Row("diffusion", f"{what}: recognizable", scores["recognizable"], "", n, ">= 0.70"),
+             Row("diffusion", f"{what}: classes", scores["classes"], "", n, "10")]
+    reference = metrics.reference_digits(1000)
+    rows += _samplers(ctx, result, reference)
+    rows += _conditional(ctx)
+    return rows
