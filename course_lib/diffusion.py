@@ -36,7 +36,7 @@ __all__ = [
     "make_beta_schedule", "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
     "DDPMScheduler", "DDIMScheduler", "make_scheduler",
     # this module
-    "DiffusionConfig", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "drop_labels",
+    "DiffusionConfig", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights", "drop_labels",
     "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "cli",
     # sampling and editing (from course_lib.diffusion_edit)
     "guided_output", "sample", "inpaint", "sdedit", "renoise",
@@ -44,6 +44,7 @@ __all__ = [
 
 CHECKPOINT_KIND = "diffusion"
 LOSS_WEIGHTINGS = ("none", "min_snr")
+TIMESTEP_SAMPLINGS = ("uniform", "laplace")
 
 
 @dataclass
@@ -57,6 +58,8 @@ class DiffusionConfig:
     prediction: str = "eps"  # what the network outputs: "eps", "x0" or "v" (Salimans & Ho 2022)
     loss_weighting: str = "none"  # "none" or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0
+    timestep_sampling: str = "uniform"  # "uniform" t, or "laplace": log-SNR ~ Laplace(0, laplace_scale) (Hang et al. 2024)
+    laplace_scale: float = 1.0
     # the U-Net
     image_size: int = 28
     patch_size: int = 1  # 2: the U-Net works on 2x2 pixel patches (14x14 for MNIST), about 4x cheaper
@@ -88,6 +91,9 @@ class DiffusionConfig:
         if self.image_size % factor:
             raise ValueError(f"image_size {self.image_size} must be divisible by patch_size * 2 ** (levels - 1) = "
                              f"{factor} for patch_size {self.patch_size} and channel_mults {self.channel_mults}")
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ValueError(f"unknown timestep_sampling {self.timestep_sampling!r}: use one of "
+                             f"{', '.join(TIMESTEP_SAMPLINGS)}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
 
@@ -129,6 +135,18 @@ def loss_weight(alpha_bar_t: torch.Tensor, config: DiffusionConfig) -> torch.Ten
     return {"eps": clipped / ratio, "v": clipped / (ratio + 1), "x0": clipped}[config.prediction]
 
 
+def timestep_weights(alpha_bar: torch.Tensor, config: DiffusionConfig) -> torch.Tensor:
+    """Probabilities (T,) of training on each t. "uniform": 1/T (Ho et al. 2020, Algorithm 1). "laplace": the
+    log-SNR lambda_t is drawn from Laplace(0, b) (Hang et al. 2024), p(t) ~ p(lambda_t) |lambda_{t+1} - lambda_t|,
+    which spends the training on the middle noise levels where the digit's shape is decided."""
+    if config.timestep_sampling == "uniform":
+        return torch.full_like(alpha_bar, 1 / len(alpha_bar))
+    log_snr = snr(alpha_bar).log()  # (T,) decreasing
+    spacing = torch.cat([log_snr[:-1] - log_snr[1:], (log_snr[-2] - log_snr[-1]).reshape(1)])
+    density = torch.exp(-log_snr.abs() / config.laplace_scale) * spacing
+    return density / density.sum()
+
+
 def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: DiffusionConfig, *,
                    labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """The denoising objective (Ho et al. 2020, Algorithm 1 / eq. 14), one Monte-Carlo sample per image:
@@ -140,7 +158,11 @@ def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: 
     """
     batch = x0.shape[0]
     device = x0.device
-    t = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator).to(device)  # (B,)
+    if config.timestep_sampling == "uniform":
+        t = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator).to(device)  # (B,)
+    else:
+        weights = timestep_weights(scheduler.alpha_bar, config)
+        t = torch.multinomial(weights, batch, replacement=True, generator=generator).to(device)
     eps = torch.randn(x0.shape, generator=generator).to(device)  # (B, 1, H, W)
     xt = scheduler.add_noise(x0, eps, t)  # eq. 4
     ab = scheduler.alpha_bar[t.cpu()].to(device=device, dtype=x0.dtype).reshape(-1, 1, 1, 1)

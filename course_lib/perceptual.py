@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
-           "caffe_weights_path", "content_loss", "invert_features", "torchvision_weights_cached",
+           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "invert_features", "torchvision_weights_cached",
            "OptimizationResult", "optimize_image"]
 
 # VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
@@ -111,6 +111,25 @@ def _torchvision_conv_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {name: (state[f"{k}.weight"], state[f"{k}.bias"]) for name, k in zip(CONV_NAMES, conv_keys)}
 
 
+# ---------------------------------------------------------------- preprocessing and geometry
+def caffe_preprocess(image: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] (B, 3, H, W) -> the original VGG's input: BGR, [0, 255], minus the mean pixel."""
+    mean = torch.tensor(CAFFE_MEAN_BGR, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return image.flip(1) * 255.0 - mean
+
+
+def receptive_field(layer: str) -> int:
+    """How many input pixels (one side) one unit of `layer` sees: each 3x3 conv adds 2 units of the current
+    stride, each 2x2 pooling adds 1 and doubles the stride. relu1_1 -> 3, pool1 -> 6, conv4_2 -> 84."""
+    size, stride = 1, 1
+    for name in LAYER_NAMES[: LAYER_NAMES.index(_check_layers(layer)[0]) + 1]:
+        if name.startswith("conv"):
+            size += 2 * stride
+        elif name.startswith("pool"):
+            size, stride = size + stride, stride * 2
+    return size
+
+
 # ---------------------------------------------------------------- the network
 class VGG19Features(nn.Module):
     """VGG19 activations by Gatys-style name, for images (B, 3, H, W) RGB in [0, 1].
@@ -133,7 +152,7 @@ class VGG19Features(nn.Module):
         self.body = nn.ModuleDict({name: _make_layer(name, pooling) for name in LAYER_NAMES[:depth]})
         self._load(weights, seed)
         self.requires_grad_(False).eval()
-        mean, std = _normalization(weights)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if weights != "caffe" else ((0.0,) * 3, (1.0,) * 3)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -156,8 +175,8 @@ class VGG19Features(nn.Module):
             raise ValueError(f"expected RGB images of shape (B, 3, H, W), got {tuple(image.shape)}: "
                              f"use course_lib.data.load_image to convert grayscale/RGBA images")
         if self.weights == "caffe":
-            image = image.flip(1) * 255.0  # RGB -> BGR, [0, 1] -> [0, 255]
-        return (image - self.mean) / self.std
+            return caffe_preprocess(image)  # RGB -> BGR, [0, 1] -> [0, 255], minus the mean pixel
+        return (image - self.mean) / self.std  # torchvision (and random weights): ImageNet mean / std
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.preprocess(image)
@@ -203,12 +222,6 @@ def _random_convs(body: nn.ModuleDict, convs: list[str], seed: int) -> dict:
         std = (2.0 / weight[0].numel()) ** 0.5  # He et al. 2015: Var = 2 / fan_in
         out[name] = (torch.randn(weight.shape, generator=gen) * std, torch.zeros(weight.shape[0]))
     return out
-
-
-def _normalization(weights: str | None) -> tuple[tuple, tuple]:
-    if weights == "caffe":
-        return CAFFE_MEAN_BGR, (1.0, 1.0, 1.0)  # applied after RGB -> BGR and * 255
-    return IMAGENET_MEAN, IMAGENET_STD
 
 
 # ---------------------------------------------------------------- content loss and inversion

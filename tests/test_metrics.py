@@ -6,6 +6,7 @@ import torch
 
 from course_lib import metrics
 from course_lib.data import load_mnist
+from course_lib.digit_classifier import not_digits
 from course_lib.runtime import checkpoint_path, data_dir
 from course_lib.train import Budget, CheckpointError, save_checkpoint
 
@@ -41,7 +42,8 @@ def test_frechet_distance_of_diagonal_gaussians_matches_closed_form():
 def test_frechet_distance_of_rotated_covariances_matches_closed_form():
     """Same eigenvalues, rotated: S1 = R D1 R^T and S2 = R D2 R^T commute, so d^2 = sum (sqrt(a) - sqrt(b))^2."""
     rotation, _ = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
-    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), torch.tensor([5.0, 1.0, 0.5, 4.0, 0.0])  # S2 singular
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=torch.float64)
+    b = torch.tensor([5.0, 1.0, 0.5, 4.0, 0.0], dtype=torch.float64)  # S2 singular
     s1, s2 = rotation @ torch.diag(a) @ rotation.T, rotation @ torch.diag(b) @ rotation.T
     expected = ((a.sqrt() - b.sqrt()) ** 2).sum().item()
     assert metrics.frechet_distance(torch.zeros(5), s1, torch.zeros(5), s2) == pytest.approx(expected, abs=1e-8)
@@ -143,7 +145,7 @@ def test_train_classifier_runs_a_budget_and_reduces_the_loss():
 
 def test_not_digits_are_images_in_range():
     x0 = torch.rand(12, 1, 28, 28)
-    outliers = metrics.not_digits(x0, torch.arange(12) % 10, torch.Generator().manual_seed(0))
+    outliers = not_digits(x0, torch.arange(12) % 10, torch.Generator().manual_seed(0))
     assert outliers.shape == x0.shape and outliers.min() >= 0 and outliers.max() <= 1
 
 

@@ -249,6 +249,8 @@ def check_notebook(page, base: str, token: str, name: str, *, out: Path, timeout
     page.wait_for_function(KERNEL_READY_JS, timeout=120_000)
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=60_000)
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    # Stored outputs would carry execution counts that look like a finished run: start from a clean slate.
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     _log(f"opened {name}; Run > Run All Cells")
     _run_all_cells(page)
     state = _wait_for_kernel_and_cells(page, timeout=timeout)
@@ -272,6 +274,14 @@ def check_notebook(page, base: str, token: str, name: str, *, out: Path, timeout
     _log(f"screenshot: {screenshot}")
 
 
+def _failure_screenshot(page, path: Path) -> None:
+    try:
+        page.screenshot(path=str(path))
+        _log(f"failure screenshot: {path}")
+    except Exception as error:  # a crashed page must not hide the real failure
+        _log(f"no failure screenshot ({error})")
+
+
 def _run(notebook: Path, *, chromium: str, out: Path, timeout: float, description: str) -> None:
     from playwright.sync_api import Error as PlaywrightError, sync_playwright
     original = notebook.read_bytes()
@@ -283,8 +293,7 @@ def _run(notebook: Path, *, chromium: str, out: Path, timeout: float, descriptio
             try:
                 check_notebook(page, base, token, notebook.name, out=out, timeout=timeout, description=description)
             except (E2EFailure, PlaywrightError):
-                page.screenshot(path=str(out / f"{notebook.stem}_failure.png"))
-                _log(f"failure screenshot: {out / f'{notebook.stem}_failure.png'}")
+                _failure_screenshot(page, out / f"{notebook.stem}_failure.png")
                 raise
             finally:
                 browser.close()
