@@ -59,6 +59,8 @@ def _add_gan(sub) -> None:
     t = gsub.add_parser("train", help="train a DCGAN")
     _add_training_args(t)
     t.add_argument("--out", required=True, help="checkpoint path to write")
+    t.add_argument("--judge", type=int, default=0, metavar="N",
+                   help="after training, score N samples with the digit judge (written to OUT.json)")
     s = gsub.add_parser("sample", help="sample images from a checkpoint")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--n", type=int, default=64)

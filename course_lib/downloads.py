@@ -1,4 +1,4 @@
-"""The one download helper of the course: MNIST, paintings, image URLs and weights all come through `download`.
+"""The one download helper of the course: MNIST, paintings and image URLs all come through `download`.
 
 A download streams into a temp file in the destination folder, is hashed on the way, and only a complete
 file with the expected hash is renamed into place (`os.replace` is atomic): a failed, interrupted or corrupt
@@ -19,7 +19,8 @@ from typing import BinaryIO, Iterator
 
 from .train import progress as progress_bar
 
-__all__ = ["download", "atomic_write", "file_hash", "offline", "first_line", "DownloadError", "ChecksumError", "USER_AGENT"]
+__all__ = ["download", "atomic_write", "file_hash", "offline", "first_line", "DownloadError", "ChecksumError",
+           "USER_AGENT"]
 
 USER_AGENT = "image-gen-course/0.1 (https://github.com/image-gen-course/image-gen-course)"  # Wikimedia asks for one
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
-           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "invert_features", "torchvision_weights_cached",
+           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance", "invert_features", "torchvision_weights_cached",
            "OptimizationResult", "optimize_image"]
 
 # VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
@@ -234,6 +234,20 @@ def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Ten
     """
     layers = list(targets) if layers is None else list(layers)
     return sum(F.mse_loss(features[name], targets[name]) for name in layers)
+
+
+@torch.no_grad()
+def perceptual_distance(vgg: VGG19Features, image: torch.Tensor, reference: torch.Tensor,
+                        layers=("relu3_2", "relu4_2", "relu5_2")) -> torch.Tensor:
+    """How different two images look to VGG19: the mean over `layers` of ||phi(a) - phi(b)||^2 / ||phi(b)||^2.
+
+    Relative, so layers of different magnitude count alike (a simple, unlearned cousin of LPIPS, Zhang et al.
+    2018). image, reference: (B, 3, H, W) in [0, 1] -> (B,).
+    """
+    features, targets = vgg(image), vgg(reference)
+    per_layer = [(features[n] - targets[n]).square().flatten(1).sum(1) / targets[n].square().flatten(1).sum(1)
+                 for n in layers]
+    return torch.stack(per_layer).mean(0)
 
 
 def invert_features(vgg: VGG19Features, target_image: torch.Tensor, layer: str, *, steps: int = 100,

@@ -8,7 +8,7 @@ import torch
 
 from course_lib import perceptual
 from course_lib.perceptual import (LAYER_NAMES, VGG19Features, WeightsUnavailable, content_loss, invert_features,
-                                   optimize_image)
+                                   optimize_image, perceptual_distance, receptive_field)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +41,13 @@ def test_caffe_weights_are_dequantized_to_oihw(vgg_caffe):
     weight = vgg_caffe.body["conv2_1"].weight
     assert weight.shape == (128, 64, 3, 3)
     assert weight.unique().numel() <= 256  # 8-bit k-means: at most 256 distinct values per layer
+
+
+def test_receptive_field_of_known_layers():
+    # each 3x3 conv adds 2 x stride, each 2x2 pool adds 1 x stride and doubles it
+    assert [receptive_field(n) for n in ("conv1_1", "conv1_2", "pool1", "conv2_1", "conv4_2")] == [3, 5, 6, 10, 84]
+    with pytest.raises(ValueError, match="valid names"):
+        receptive_field("conv6_1")
 
 
 def test_named_layers_shapes_and_truncation():
@@ -135,3 +142,14 @@ def test_nan_stops_and_returns_the_last_good_image():
         result = optimize_image(loss_fn, torch.zeros(1, 3, 4, 4), steps=10, optimizer="adam", lr=0.1, progress=False)
     assert result.stopped is not None and len(result.history) == 2
     assert torch.isfinite(result.image).all() and result.image.mean() > 0  # it moved, then stopped
+
+
+def test_perceptual_distance_is_zero_for_the_same_image_and_tolerates_brightness():
+    vgg = VGG19Features("caffe", layers=["relu2_2", "relu3_2"])
+    photo = _fixed_image(32)
+    same = perceptual_distance(vgg, photo, photo, layers=("relu2_2", "relu3_2"))
+    assert same.shape == (1,) and same.item() == 0.0
+    brighter = perceptual_distance(vgg, (photo + 0.1).clamp(0, 1), photo, layers=("relu2_2", "relu3_2"))
+    noisy = perceptual_distance(vgg, (photo + 0.3 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0)))
+                                .clamp(0, 1), photo, layers=("relu2_2", "relu3_2"))
+    assert 0 < brighter.item() < noisy.item()

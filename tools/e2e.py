@@ -285,6 +285,7 @@ def _failure_screenshot(page, path: Path) -> None:
 def _run(notebook: Path, *, chromium: str, out: Path, timeout: float, description: str) -> None:
     from playwright.sync_api import Error as PlaywrightError, sync_playwright
     original = notebook.read_bytes()
+    (out / f"{notebook.stem}_failure.png").unlink(missing_ok=True)  # from an earlier run
     try:
         with jupyter_lab(notebook.parent.resolve(), log_path=out / "jupyter.log") as (base, token), sync_playwright() as p:
             _log(f"JupyterLab up at {base} (log: {out / 'jupyter.log'})")

@@ -39,7 +39,7 @@ def run(ctx: BenchContext) -> list[Row]:
         Row("judge", f"judge held-out accuracy ({test.source} test split)", accuracy(judge, test.images, test.labels),
             "", len(test), ">= 0.94 offline, >= 0.97 on 60k"),
         Row("judge", f"classifier FID real vs real, the floor ({pairing})", classifier_fid(first, second, model=judge),
-            "", N, "~0 (the floor)"),
+            "", N, "the floor for generated digits"),
         Row("judge", "recognizability of real digits: fraction p >= 0.9", real.fraction, "", N, ">= 0.85"),
         Row("judge", "recognizability of real digits: classes", real.classes, "of 10", N, "10"),
     ]
