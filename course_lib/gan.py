@@ -453,59 +453,6 @@ def evaluate(net_g: Generator, *, n: int = 1000, seed: int = 0) -> dict:
 
 
 def cli(args) -> int:
-    """`python -m course_lib gan train ...` and `... gan sample ...` (see course_lib.cli for the flags)."""
-    return _cli_train(args) if args.action == "train" else _cli_sample(args)
-
-
-def _cli_budget(args, profile) -> Budget:
-    if args.steps is not None or args.seconds is not None:
-        return Budget(max_steps=args.steps, max_seconds=args.seconds)
-    return Budget(max_steps=profile.gan_steps, max_seconds=profile.gan_seconds)
-
-
-def _cli_train(args) -> int:
-    import json
-    import shlex
-    import sys
-
-    from .data import load_mnist
-    from .runtime import get_device, get_profile, seed_everything
-    device = get_device(args.device)
-    profile = get_profile(args.profile, device=device)
-    generator = seed_everything(args.seed)
-    config = load_gan(args.resume).config if args.resume else DCGANConfig()
-    mnist = load_mnist(args.data, "train", limit=profile.mnist_limit)
-    images = prepare_mnist(mnist.images, config.image_size)
-    print(f"DCGAN {config} on {len(images)} digits ({mnist.source}), device={device}, profile={profile.name}")
-    try:
-        run = train_gan(config, images, budget=_cli_budget(args, profile), device=device, generator=generator,
-                        resume=args.resume, checkpoint=args.out)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    scores = evaluate(run.sampler, n=profile.judge_samples)
-    record = {"command": "python -m course_lib gan train " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []),
-              "profile": profile.name, "device": str(device), "data": mnist.source, "steps": run.step,
-              "seconds": round(run.seconds, 1), "images_per_second": round(run.images_per_second), **scores}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}: {run.step} steps in {run.seconds:.0f} s ({run.images_per_second:.0f} images/s); "
-          f"judge (N={scores['n']}): FID {scores['fid']:.1f}, recognizable {scores['recognizable']:.1%}, "
-          f"{scores['classes']}/10 digits")
-    return 0
-
-
-def _cli_sample(args) -> int:
-    from .runtime import get_device
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    run = load_gan(args.checkpoint, device=get_device(args.device))
-    images = sample(run.sampler, args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".pt":
-        torch.save(images, out)  # (N, C, S, S) float in [-1, 1]
-    else:
-        from .viz import save_image
-        save_image(images, out, nrow=int(math.ceil(math.sqrt(args.n))), value_range=(-1, 1))
-    print(f"wrote {out}: {tuple(images.shape)} in [-1, 1]")
-    return 0
+    """`python -m course_lib gan train ...` and `... gan sample ...`; the commands live in course_lib.gan_cli."""
+    from .gan_cli import run
+    return run(args)
