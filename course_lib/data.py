@@ -235,6 +235,8 @@ def fetch_all(root: str | os.PathLike | None = None, *, timeout: float = 60.0) -
             print(f"    sha256 {file_hash(path)}  (pin it in STYLE_IMAGES[{name!r}])")
     rows = asset_status(root)
     print(format_assets(rows))
+    if any(row.status == "missing" for row in rows):
+        print("Missing assets have offline stand-ins (last column); run `make fetch` again with a network to get them.")
     return rows
 
 
@@ -243,7 +245,7 @@ def _attempt(what: str, action):
     try:
         result = action()
     except Exception as e:  # offline, checksum, disk: report and go on
-        print(f"  ✗ {what}: {first_line(e)}")
+        print(f"  ✗ {what}: {e.reason if isinstance(e, DownloadError) else first_line(e)}")
         return None
     print(f"  ✓ {what}")
     return result

@@ -23,8 +23,10 @@ from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite
                     save_checkpoint)
 
 __all__ = [
-    "DCGANConfig", "Generator", "Discriminator", "dcgan_init", "discriminator_loss", "generator_loss", "minimax_generator_loss",
-    "prepare_mnist", "GANResult", "train_gan", "sample", "save_gan", "load_gan", "GAN_KIND", "cli",
+    "DCGANConfig", "Generator", "Discriminator", "dcgan_init",
+    "discriminator_loss", "generator_loss", "minimax_generator_loss", "prepare_mnist",
+    "GANResult", "build_gan", "train_step", "train_gan", "sample", "recalibrate_batchnorm",
+    "save_gan", "load_gan", "evaluate", "cli", "GAN_KIND",
 ]
 
 GAN_KIND = "gan"
@@ -348,6 +350,8 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
     if calls and run.history["step"][-1:] != [run.step]:
         _log(run, stats, bar)
     _check_weights(run)
+    if run.ema is not None:
+        recalibrate_batchnorm(run.ema.model, generator=generator)
     _snapshot(run)
     if checkpoint is not None:
         save_gan(checkpoint, run)
@@ -389,6 +393,28 @@ def sample(net_g: Generator, n: int | None = None, *, z: torch.Tensor | None = N
     out = torch.cat([net_g(chunk.to(device)) for chunk in z.split(batch_size)])
     net_g.train(was_training)
     return out
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net_g: Generator, *, num_batches: int = 8, batch_size: int = 256,
+                          generator: torch.Generator | None = None) -> Generator:
+    """Re-estimate G's BatchNorm running mean/var from fresh samples, in place; returns net_g in eval mode.
+
+    The EMA generator's weights are an average, but the running statistics it carries were gathered by the
+    live G: sampling in eval mode then normalizes with the wrong statistics. A few batches fix that.
+    """
+    device = next(net_g.parameters()).device
+    norms = [m for m in net_g.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    net_g.train()
+    for _ in range(num_batches):
+        net_g(torch.randn(batch_size, net_g.config.latent_dim, generator=generator).to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return net_g.eval()
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:

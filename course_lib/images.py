@@ -67,6 +67,9 @@ def _open(src: str | os.PathLike) -> Image.Image:
             image.load()
             return ImageOps.exif_transpose(image)  # a loaded copy, turned upright
     except (OSError, SyntaxError) as e:  # UnidentifiedImageError and truncated files are OSErrors
+        if is_url:  # e.g. a Wi-Fi login page instead of the picture: do not keep it in the cache
+            path.unlink(missing_ok=True)
+            raise ValueError(f"{src} did not return an image Pillow can read ({e}); nothing was cached") from e
         raise ValueError(f"{path} is not an image Pillow can read ({e})") from e
 
 
@@ -149,10 +152,14 @@ def _to_rgb(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _check_size(size: int | None) -> None:
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise ValueError(f"size must be a positive int (pixels of the shorter side) or None, got {size!r}")
+
+
 def _resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
     """Scale (1, 3, H, W) so that min(H, W) == size, keeping the aspect ratio (antialiased bilinear)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int (pixels of the shorter side), got {size!r}")
+    _check_size(size)
     height, width = image.shape[-2:]
     scale = size / min(height, width)
     new_size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -256,6 +263,7 @@ def style_image(name: str, size: int | None = None, *, root: str | os.PathLike |
     if name not in STYLE_IMAGES:
         raise ValueError(f"unknown style image {name!r}: use one of {', '.join(STYLE_IMAGES)} "
                          f"(or load any painting with load_image(path_or_url))")
+    _check_size(size)
     painting, path = STYLE_IMAGES[name], style_path(name, root)
     try:
         if download:
@@ -267,6 +275,9 @@ def style_image(name: str, size: int | None = None, *, root: str | os.PathLike |
         reason = e.reason
     except ChecksumError as e:
         reason = first_line(e)
+    except ValueError as e:  # not an image (a Wi-Fi login page saved as .jpg?): drop it, try again next time
+        path.unlink(missing_ok=True)
+        reason = f"the cached file was not an image and was removed ({first_line(e)})"
     return _stand_in(name, painting, reason, size)
 
 

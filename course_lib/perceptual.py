@@ -27,7 +27,7 @@ from torch import nn
 
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
            "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance", "invert_features", "torchvision_weights_cached",
-           "OptimizationResult", "optimize_image"]
+           "OptimizationResult", "PyramidImage", "optimize_image"]
 
 # VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
 _BLOCKS = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
@@ -296,32 +296,61 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float | None, his
     raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
 
 
+class PyramidImage:
+    """An image parametrized as a Laplacian-style pyramid: x = z_0 + sum_k upsample(z_k), z_k at 1/2^k size.
+
+    The same image, but a gradient step on z_k moves a 2^k x 2^k block of pixels at once: a preconditioner
+    that lets L-BFGS fix large-scale structure (what deep VGG layers see) in few steps. levels=1: plain pixels.
+    """
+
+    def __init__(self, init: torch.Tensor, levels: int = 1):
+        height, width = init.shape[-2:]
+        self.size = (height, width)
+        self.params = [init.detach().clone().clamp_(0, 1).requires_grad_(True)]  # z_0: (1, 3, H, W)
+        for k in range(1, levels):
+            shape = (init.shape[0], init.shape[1], max(1, height >> k), max(1, width >> k))
+            self.params.append(torch.zeros(shape, device=init.device, dtype=init.dtype, requires_grad=True))
+
+    def image(self) -> torch.Tensor:
+        x = self.params[0]
+        for z in self.params[1:]:
+            x = x + F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Keep the image a valid one: fold the clamp to [0, 1] into z_0."""
+        x = self.image()
+        self.params[0].add_(x.clamp(0, 1) - x)
+
+
 def optimize_image(loss_fn: Callable[[torch.Tensor], dict], init: torch.Tensor, *, steps: int,
                    optimizer: str = "lbfgs", lr: float | None = None, max_seconds: float | None = None,
-                   history_size: int = 100, progress: bool = True, desc: str = "optimizing") -> OptimizationResult:
+                   pyramid_levels: int = 1, history_size: int = 100, progress: bool = True,
+                   desc: str = "optimizing") -> OptimizationResult:
     """Minimize sum(loss_fn(x).values()) over the pixels x, from `init` (1, 3, H, W) in [0, 1].
 
     `loss_fn(x)` returns named, already weighted loss terms (a dict of scalars). Every step is one
-    forward/backward pass (L-BFGS without line search, or Adam). The pixels are kept in [0, 1] after each
-    step. A NaN/inf loss stops the run with a warning and returns the last good image.
+    forward/backward pass (L-BFGS without line search, or Adam), evaluated at a valid image: after each step the
+    pixels are projected back into [0, 1]. `pyramid_levels` > 1 optimizes a `PyramidImage` instead of raw
+    pixels. A NaN/inf loss stops the run with a warning and returns the last image with a finite loss.
     """
     from .train import Budget, progress as progress_bar
-    x = init.detach().clone().clamp_(0, 1).requires_grad_(True)
-    opt = _make_optimizer(optimizer, [x], lr, history_size)
+    pyramid = PyramidImage(init, pyramid_levels)
+    opt = _make_optimizer(optimizer, pyramid.params, lr, history_size)
     budget, result = Budget(max_steps=steps, max_seconds=max_seconds), OptimizationResult(image=init)
-    last_good, step, t0 = x.detach().clone(), 0, time.perf_counter()
+    last_good, step, t0 = pyramid.image().detach(), 0, time.perf_counter()
     bar = progress_bar(total=steps, desc=desc, disable=None if progress else True)
     while not budget.done(step):
-        terms = {}
+        terms, evaluated = {}, pyramid.image().detach()
 
         def closure():
             opt.zero_grad(set_to_none=True)
             terms.clear()
-            terms.update(loss_fn(x))
-            total = sum(terms.values())
-            total.backward()
-            terms["total"] = total
-            return total
+            terms.update(loss_fn(pyramid.image()))
+            terms["total"] = sum(terms.values())
+            terms["total"].backward()
+            return terms["total"]
 
         opt.step(closure)
         values = {k: float(v.detach()) for k, v in terms.items()}
@@ -329,13 +358,13 @@ def optimize_image(loss_fn: Callable[[torch.Tensor], dict], init: torch.Tensor, 
             result.stopped = f"the loss became {values['total']} at step {step}: stopped, kept the last good image"
             warnings.warn(result.stopped + " (lower the learning rate or the loss weights)", RuntimeWarning)
             break
-        with torch.no_grad():
-            x.clamp_(0, 1)  # a valid image after every step
-        last_good = x.detach().clone()
-        step += 1
+        pyramid.project_()  # a valid image after every step
+        last_good, step = evaluated, step + 1
         result.history.append({"step": step, "seconds": time.perf_counter() - t0, **values})
         bar.update(1)
         bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
     bar.close()
-    result.image, result.seconds = last_good, time.perf_counter() - t0
+    final = pyramid.image().detach()
+    result.image = final if result.stopped is None and torch.isfinite(final).all() else last_good
+    result.seconds = time.perf_counter() - t0
     return result

@@ -71,9 +71,9 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_device(name: str | None = None) -> torch.device:
+def get_device(name: str | torch.device | None = None) -> torch.device:
     """CUDA, then MPS, then CPU. `name` or the COURSE_DEVICE variable overrides the choice."""
-    name = name or os.environ.get("COURSE_DEVICE") or None
+    name = str(name) if name else os.environ.get("COURSE_DEVICE") or None
     if name is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -87,7 +87,14 @@ def get_device(name: str | None = None) -> torch.device:
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here: use 'cpu' or unset COURSE_DEVICE")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {name!r} was asked for but MPS is not available here: use 'cpu' or unset COURSE_DEVICE")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:  # e.g. "cuda:x"
+        raise ValueError(f"invalid device {name!r}: use cpu, cuda, cuda:N or mps") from e
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"numbered from cuda:0")
+    return device
 
 
 def get_profile(name: str | None = None, device: torch.device | str | None = None) -> Profile:

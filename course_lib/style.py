@@ -141,6 +141,7 @@ class StyleConfig:
     steps: int = 20  # optimizer steps at the full size
     coarse_steps: int = 100  # optimizer steps at each coarser level
     num_scales: int = 2  # pyramid levels, each twice the size of the previous (1: no coarse-to-fine)
+    pyramid_levels: int = 4  # optimize the image as a 4-level pyramid (perceptual.PyramidImage); 1: raw pixels
     optimizer: str = "lbfgs"  # "lbfgs" (one evaluation per step, no line search) or "adam"
     lr: float | None = None  # Adam's learning rate in pixel units (default 0.02); L-BFGS uses 1
     content_weight: float = 1.0  # alpha
@@ -212,36 +213,45 @@ def stylize(content: torch.Tensor, style, config: StyleConfig | None = None, *, 
 
 
 def _coarse_to_fine(vgg, photo, styles, blend, size, config: StyleConfig, progress: bool) -> StyleResult:
-    result, image, t0 = StyleResult(image=_resize(photo, size)), None, time.perf_counter()
+    result, image, coarse_photo, t0 = StyleResult(image=_resize(photo, size)), None, None, time.perf_counter()
     sizes = pyramid_sizes(size, config.num_scales)
     for level, level_size in enumerate(sizes):
         level_photo = _resize(photo, level_size)  # (1, 3, h, w)
-        init = _initial_image(image, level_photo, config)
+        init = _initial_image(image, coarse_photo, level_photo, config)
         remaining = None if config.max_seconds is None else max(0.0, config.max_seconds - (time.perf_counter() - t0))
         run = optimize_image(_gatys_loss(vgg, level_photo, styles, blend, config), init,
                              steps=config.steps if level == len(sizes) - 1 else config.coarse_steps,
-                             optimizer=config.optimizer, lr=config.lr, max_seconds=remaining, progress=progress,
+                             optimizer=config.optimizer, lr=config.lr, max_seconds=remaining,
+                             pyramid_levels=config.pyramid_levels, progress=progress,
                              desc=f"stylize {level_size[1]}x{level_size[0]}")
         offset = result.history[-1]["seconds"] if result.history else 0.0
         result.history += [{"level": level, "size": level_size, **h, "seconds": h["seconds"] + offset}
                            for h in run.history]
-        image, result.stopped = run.image, run.stopped
+        image, coarse_photo, result.stopped = run.image, level_photo, run.stopped
         result.level_seconds.append(run.seconds)
         if run.stopped:
             break
-    result.image = _resize(image, size) if image is not None else result.image
+    result.image = _resize(image, size)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _initial_image(coarse: torch.Tensor | None, photo: torch.Tensor, config: StyleConfig) -> torch.Tensor:
-    """The first level starts from the photo (or noise); later ones from the upsampled coarser result."""
+def _initial_image(coarse: torch.Tensor | None, coarse_photo: torch.Tensor | None, photo: torch.Tensor,
+                   config: StyleConfig) -> torch.Tensor:
+    """The first level starts from the photo (or noise). A finer level starts from the photo plus the upsampled
+    change the coarser level made to it: the painted look carries over, the photo's fine detail is kept
+    (plain upsampling would blur it away and cost content and style loss)."""
     if coarse is None:
         if config.init == "noise":
             gen = torch.Generator().manual_seed(config.seed)
             return torch.rand(photo.shape, generator=gen).to(photo.device)
         return photo
-    return F.interpolate(coarse, size=photo.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    def upsample(image):
+        return F.interpolate(image, size=photo.shape[-2:], mode="bilinear", align_corners=False)
+
+    if config.init == "noise":  # no photo to keep: the upsampled result itself
+        return upsample(coarse).clamp(0, 1)
+    return (photo + upsample(coarse - coarse_photo)).clamp(0, 1)
 
 
 def _gatys_loss(vgg: VGG19Features, photo: torch.Tensor, styles: list[torch.Tensor], blend: list[float],

@@ -406,6 +406,14 @@ def test_load_image_url_downloads_once_into_the_cache(tmp_path, http_server):
         data.load_image(http_server.url + "missing.png")
 
 
+def test_load_image_url_that_is_not_an_image_is_not_cached(tmp_path, http_server):
+    (http_server.root / "login.html").write_text("<html>Sign in to the Wi-Fi</html>")
+    url = http_server.url + "login.html"
+    with pytest.raises(ValueError, match=re.escape(url)):
+        data.load_image(url)
+    assert list((tmp_path / "data" / "cache").iterdir()) == []
+
+
 # ---------------------------------------------------------------- example_image / style_image
 @pytest.mark.parametrize("name", list(data.EXAMPLE_IMAGES))
 def test_example_images_load_offline(name):
@@ -444,6 +452,15 @@ def test_style_image_checksum_mismatch_falls_back_and_caches_nothing(tmp_path, h
     assert "cd" * 32 in notice and "grass" in notice and len(notice.strip().splitlines()) == 1
     _check(image, 16, 16)
     assert not (tmp_path / "data" / "styles" / "starry_night.jpg").exists()
+
+
+def test_style_image_that_is_not_an_image_falls_back_and_is_removed(tmp_path, http_server, monkeypatch, capsys):
+    (http_server.root / "portal.jpg").write_text("<html>Sign in to the Wi-Fi</html>")
+    painting = dataclasses.replace(data.STYLE_IMAGES["the_scream"], url=http_server.url + "portal.jpg")
+    monkeypatch.setitem(data.STYLE_IMAGES, "the_scream", painting)
+    image = data.style_image("the_scream", size=8)
+    assert "not an image" in capsys.readouterr().out and image.shape == (1, 3, 8, 8)
+    assert not (tmp_path / "data" / "styles" / "the_scream.jpg").exists()
 
 
 def test_style_image_offline_uses_a_tinted_texture_with_a_notice(closed_url, monkeypatch, capsys):

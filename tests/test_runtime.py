@@ -54,6 +54,17 @@ def test_unavailable_device_says_so(no_env, monkeypatch):
             get_device(name)
 
 
+def test_device_index_and_malformed_names(no_env, monkeypatch):
+    _fake_hardware(monkeypatch, cuda=True, mps=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert get_device("cuda:0") == torch.device("cuda", 0)
+    assert get_device(torch.device("cpu")) == torch.device("cpu")  # a torch.device works too
+    with pytest.raises(ValueError, match="1 CUDA device"):
+        get_device("cuda:3")
+    with pytest.raises(ValueError, match="invalid device 'cpu:x'"):
+        get_device("cpu:x")
+
+
 def test_get_profile_reads_the_environment_and_the_argument_wins(no_env, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     assert get_profile().name == "smoke"

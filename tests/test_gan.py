@@ -1,0 +1,275 @@
+"""course_lib.gan, gan_edit, gan_toy, gan_cli: shapes, losses, training, checkpoints, editing, the command line."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import gan, gan_edit, gan_toy
+from course_lib.train import Budget, CheckpointError, TrainingDiverged, save_checkpoint
+
+
+def tiny_config(**kw) -> gan.DCGANConfig:
+    values = dict(image_size=28, latent_dim=8, g_channels=4, d_channels=4, batch_size=8, ema_decay=0.9)
+    return gan.DCGANConfig(**{**values, **kw})
+
+
+def tiny_digits(n: int = 16, size: int = 28, seed: int = 0) -> torch.Tensor:
+    """Bright bars on black, (n, 1, size, size) in [-1, 1]: a stand-in for digits."""
+    gen = torch.Generator().manual_seed(seed)
+    x = -torch.ones(n, 1, size, size)
+    for i in range(n):
+        col = int(torch.randint(4, size - 6, (1,), generator=gen))
+        x[i, :, 4:size - 4, col:col + 3] = 1.0
+    return x
+
+
+def layer_shapes(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))) for layer in net.net]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+# ---------------------------------------------------------------- shapes
+@pytest.mark.parametrize("size, g_shapes, d_shapes", [
+    (28, [(2, 8, 7, 7), (2, 4, 14, 14), (2, 1, 28, 28)], [(2, 4, 14, 14), (2, 8, 7, 7), (2,)]),
+    (32, [(2, 16, 4, 4), (2, 8, 8, 8), (2, 4, 16, 16), (2, 1, 32, 32)],
+     [(2, 4, 16, 16), (2, 8, 8, 8), (2, 16, 4, 4), (2,)]),
+    (64, [(2, 32, 4, 4), (2, 16, 8, 8), (2, 8, 16, 16), (2, 4, 32, 32), (2, 1, 64, 64)],
+     [(2, 4, 32, 32), (2, 8, 16, 16), (2, 16, 8, 8), (2, 32, 4, 4), (2,)]),
+])
+def test_every_layer_shape(size, g_shapes, d_shapes):
+    config = tiny_config(image_size=size)
+    net_g, net_d = gan.Generator(config), gan.Discriminator(config)
+    assert layer_shapes(net_g, torch.randn(2, 8)) == g_shapes
+    assert layer_shapes(net_d, torch.randn(2, 1, size, size)) == d_shapes
+
+
+def test_generator_range_and_one_logit_per_image():
+    config = tiny_config(image_size=32)
+    images = gan.Generator(config)(torch.randn(5, 8) * 10)
+    assert images.shape == (5, 1, 32, 32) and images.min() >= -1 and images.max() <= 1
+    logits = gan.Discriminator(config)(images)
+    assert logits.shape == (5,)
+    assert not isinstance(gan.Discriminator(config).net[-1], torch.nn.Sigmoid)
+
+
+def test_bad_inputs_raise_clear_errors():
+    config = tiny_config(image_size=32)
+    with pytest.raises(ValueError, match="pad 28x28"):
+        gan.Discriminator(config)(torch.randn(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"z must be \(B, 8\)"):
+        gan.Generator(config)(torch.randn(2, 9))
+    with pytest.raises(ValueError, match="image_size must be one of"):
+        gan.DCGANConfig(image_size=48)
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        gan.prepare_mnist(torch.rand(2, 28, 28))
+
+
+def test_prepare_mnist_ranges_and_padding():
+    x = torch.rand(3, 1, 28, 28)
+    padded = gan.prepare_mnist(x, 32)
+    assert padded.shape == (3, 1, 32, 32)
+    torch.testing.assert_close(padded[..., 2:30, 2:30], x * 2 - 1)
+    assert (padded[..., :2, :] == -1).all()
+    assert gan.prepare_mnist(x, 64).shape == (3, 1, 64, 64)
+
+
+def test_dcgan_init_statistics():
+    torch.manual_seed(0)
+    net = gan.Generator(gan.DCGANConfig(image_size=32, g_channels=32))
+    net.apply(gan.dcgan_init)
+    conv = net.net[1][0].weight
+    bn = net.net[1][1].weight
+    assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
+    assert abs(bn.mean().item() - 1.0) < 0.01 and abs(bn.std().item() - 0.02) < 0.01
+
+
+# ---------------------------------------------------------------- losses
+def test_losses_at_undecided_discriminator():
+    zeros = torch.zeros(6)
+    torch.testing.assert_close(gan.discriminator_loss(zeros, zeros), torch.tensor(2 * math.log(2)))
+    torch.testing.assert_close(gan.generator_loss(zeros), torch.tensor(math.log(2)))
+    torch.testing.assert_close(gan.minimax_generator_loss(zeros), torch.tensor(-math.log(2)))
+
+
+def test_losses_match_bce_and_have_the_right_sign():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-3.0, 1.0, 0.0])
+    bce = F.binary_cross_entropy_with_logits
+    expected = bce(real, torch.ones(3)) + bce(fake, torch.zeros(3))
+    torch.testing.assert_close(gan.discriminator_loss(real, fake), expected)
+    torch.testing.assert_close(gan.generator_loss(fake), bce(fake, torch.ones(3)))
+    # D is rewarded for high real logits and low fake logits; G for high fake logits
+    assert gan.discriminator_loss(real + 1, fake - 1) < gan.discriminator_loss(real, fake)
+    assert gan.generator_loss(fake + 1) < gan.generator_loss(fake)
+
+
+def test_losses_are_stable_at_extreme_logits_and_non_saturating():
+    big = torch.tensor([100.0, -100.0])
+    assert torch.isfinite(gan.discriminator_loss(big, -big)) and torch.isfinite(gan.generator_loss(-big))
+    torch.testing.assert_close(gan.generator_loss(torch.tensor([-100.0])), torch.tensor(100.0))
+    logit = torch.tensor([-8.0], requires_grad=True)  # D confidently rejects the fake
+    (grad_ns,) = torch.autograd.grad(gan.generator_loss(logit), logit)
+    (grad_mm,) = torch.autograd.grad(gan.minimax_generator_loss(logit), logit)
+    assert abs(grad_ns.item()) > 0.99 and abs(grad_mm.item()) < 1e-3
+
+
+# ---------------------------------------------------------------- training
+def test_short_seeded_training_lowers_the_loss_and_is_reproducible(monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    data = tiny_digits()
+
+    def train():
+        return gan.train_gan(tiny_config(lr_d=2e-3), data, budget=Budget(max_steps=30), log_every=1,
+                             generator=torch.Generator().manual_seed(0))
+
+    torch.manual_seed(0)
+    run = train()
+    loss_d = run.history["loss_d"]
+    assert sum(loss_d[-5:]) / 5 < loss_d[0] < 2 * math.log(2) + 0.1  # D learns to tell bars from noise
+    assert run.step == 30 and run.images_seen == 30 * 8
+    assert set(run.history) == {"step", "seconds", "loss_d", "loss_g", "d_real", "d_fake"}
+    assert all(0 <= p <= 1 for p in run.history["d_real"] + run.history["d_fake"])
+    assert len(run.snapshots) >= 2 and run.snapshots[0][0] == 0 and run.snapshots[-1][0] == 30
+    torch.manual_seed(0)
+    again = train()
+    assert again.history["loss_g"] == run.history["loss_g"]
+
+
+def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    path = tmp_path / "g.pt"
+    torch.manual_seed(0)
+    run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), checkpoint=path,
+                        generator=torch.Generator().manual_seed(0))
+    loaded = gan.load_gan(path)
+    assert loaded.config == run.config and loaded.step == 4 and loaded.history == run.history
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(gan.sample(loaded.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.fixed_noise, run.fixed_noise)
+    more = gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=2), resume=path, checkpoint=path)
+    assert more.step == 6 and gan.load_gan(path).step == 6
+    assert more.history["step"][-1] == 6 and more.seconds >= run.seconds
+
+
+def test_wrong_kind_or_config_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, kind="diffusion", config={"a": 1}, state={})
+    with pytest.raises(CheckpointError, match="'diffusion'"):
+        gan.load_gan(other)
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint(foreign, kind="gan", config={"image_size": 28, "num_layers": 3}, state={})
+    with pytest.raises(CheckpointError, match="num_layers"):
+        gan.load_gan(foreign)
+    path = tmp_path / "g.pt"
+    gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=1), checkpoint=path)
+    with pytest.raises(CheckpointError, match="g_channels"):
+        gan.train_gan(tiny_config(g_channels=8), tiny_digits(), budget=Budget(max_steps=1), resume=path)
+    with pytest.raises(ValueError, match="prepare_mnist"):
+        gan.train_gan(tiny_config(image_size=32), tiny_digits(), budget=Budget(max_steps=1))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    path = tmp_path / "g.pt"
+    gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=3), checkpoint=path)
+    before = path.read_bytes()
+    broken = tiny_digits()
+    broken[:, :, 0, 0] = float("nan")  # every real batch now gives D a NaN logit
+    with pytest.raises(TrainingDiverged, match="loss_d became nan at step 4"):
+        gan.train_gan(tiny_config(), broken, budget=Budget(max_steps=20), resume=path, checkpoint=path,
+                      checkpoint_every=0.0)
+    assert path.read_bytes() == before and gan.load_gan(path).step == 3
+
+
+def test_sample_is_reproducible_and_in_eval_mode():
+    net_g = gan.Generator(tiny_config())
+    net_g.train()
+    a = gan.sample(net_g, 4, generator=torch.Generator().manual_seed(1))
+    b = gan.sample(net_g, 4, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    one = gan.sample(net_g, z=torch.randn(1, 8, generator=torch.Generator().manual_seed(2)))
+    assert net_g.training  # the mode is restored
+    torch.testing.assert_close(one[0], gan.sample(net_g, z=torch.cat([torch.randn(1, 8, generator=torch.Generator()
+                               .manual_seed(2)), torch.randn(3, 8)]))[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="either n"):
+        gan.sample(net_g)
+
+
+# ---------------------------------------------------------------- interpolation and inversion
+def test_interpolation_endpoints_and_norm():
+    gen = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(16, generator=gen), torch.randn(16, generator=gen)
+    for fn in (gan_edit.lerp, gan_edit.slerp):
+        torch.testing.assert_close(fn(z0, z1, 0.0), z0)
+        torch.testing.assert_close(fn(z0, z1, 1.0), z1)
+    z1 = z1 * z0.norm() / z1.norm()  # equal norms: slerp stays on the sphere, lerp cuts inside
+    path = gan_edit.interpolate(z0, z1, 9, "slerp")
+    assert path.shape == (9, 16)
+    torch.testing.assert_close(path.norm(dim=1), z0.norm().expand(9))
+    assert gan_edit.lerp(z0, z1, 0.5).norm() < 0.95 * z0.norm()
+    torch.testing.assert_close(gan_edit.slerp(z0, z0, 0.3), z0)  # parallel codes: no NaN
+    with pytest.raises(ValueError, match="lerp, slerp"):
+        gan_edit.interpolate(z0, z1, 5, "cubic")
+
+
+def test_inversion_reduces_reconstruction_error():
+    torch.manual_seed(0)
+    net_g = gan.Generator(tiny_config())
+    net_g.apply(gan.dcgan_init)
+    before = [p.clone() for p in net_g.parameters()]
+    target = gan.sample(net_g, z=torch.randn(2, 8))
+    random_error = (gan.sample(net_g, 2, generator=torch.Generator().manual_seed(5)) - target).pow(2).mean()
+    result = gan_edit.invert(net_g, target, num_steps=40, lr=0.1, num_starts=4,
+                             generator=torch.Generator().manual_seed(0))
+    assert result.z.shape == (2, 8) and result.images.shape == (2, 1, 28, 28) and result.error.shape == (2,)
+    assert result.history[-1] < result.history[0] and result.error.mean() < 0.5 * random_error
+    assert all(torch.equal(a, b) for a, b in zip(before, net_g.parameters()))  # G was not changed
+    frames = gan_edit.morph(net_g, result.z[0], result.z[1], num_steps=5)
+    assert frames.shape == (5, 1, 28, 28)
+    torch.testing.assert_close(frames[0], result.images[0], rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the toy
+def test_toy_gan_trains_and_is_reproducible(monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    points = gan_toy.ring_data(4000, generator=torch.Generator().manual_seed(0))
+    assert gan_toy.mode_coverage(points) == 8 and gan_toy.mode_coverage(torch.zeros(100, 2)) == 0
+
+    def train():
+        return gan_toy.train_toy_gan(gan_toy.ToyGANConfig(batch_size=64), budget=Budget(max_steps=20),
+                                     generator=torch.Generator().manual_seed(0))
+
+    toy = train()
+    assert toy.history["step"][-1] == 20 and toy.snapshots[-1][1].shape == (1000, 2)
+    assert toy.history["loss_d"] == train().history["loss_d"]
+    field = gan_toy.discriminator_field(toy.net_d, resolution=11)
+    assert field.shape == (11, 11) and 0 <= field.min() <= field.max() <= 1
+    with pytest.raises(ValueError, match="non_saturating, minimax"):
+        gan_toy.ToyGANConfig(generator_loss="wgan")
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
+    from course_lib import cli
+
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    ckpt = tmp_path / "g.pt"
+    assert cli.main(["gan", "train", "--profile", "smoke", "--steps", "2", "--out", str(ckpt), "--device", "cpu"]) == 0
+    assert ckpt.is_file() and ckpt.with_suffix(".json").is_file()
+    out = tmp_path / "s.pt"
+    assert cli.main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "3", "--out", str(out)]) == 0
+    samples = torch.load(out, weights_only=True)
+    assert samples.shape == (3, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
+    assert cli.main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert cli.main(["gan", "sample", "--checkpoint", str(tmp_path / "missing.pt"), "--n", "1",
+                     "--out", str(out)]) == 2
