@@ -306,7 +306,8 @@ class PyramidImage:
     def __init__(self, init: torch.Tensor, levels: int = 1):
         height, width = init.shape[-2:]
         self.size = (height, width)
-        self.params = [init.detach().clone().clamp_(0, 1).requires_grad_(True)]  # z_0: (1, 3, H, W)
+        # contiguous: torch's L-BFGS flattens gradients with .view(-1)
+        self.params = [init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)]  # z_0: (1, 3, H, W)
         for k in range(1, levels):
             shape = (init.shape[0], init.shape[1], max(1, height >> k), max(1, width >> k))
             self.params.append(torch.zeros(shape, device=init.device, dtype=init.dtype, requires_grad=True))
@@ -339,10 +340,10 @@ def optimize_image(loss_fn: Callable[[torch.Tensor], dict], init: torch.Tensor, 
     pyramid = PyramidImage(init, pyramid_levels)
     opt = _make_optimizer(optimizer, pyramid.params, lr, history_size)
     budget, result = Budget(max_steps=steps, max_seconds=max_seconds), OptimizationResult(image=init)
-    last_good, step, t0 = pyramid.image().detach(), 0, time.perf_counter()
+    last_good, step, t0 = pyramid.image().detach().clone(), 0, time.perf_counter()
     bar = progress_bar(total=steps, desc=desc, disable=None if progress else True)
     while not budget.done(step):
-        terms, evaluated = {}, pyramid.image().detach()
+        terms, evaluated = {}, pyramid.image().detach().clone()  # a copy: the step updates z_0 in place
 
         def closure():
             opt.zero_grad(set_to_none=True)

@@ -171,6 +171,16 @@ class StyleConfig:
             self.style_weights = tuple(float(w) for w in self.style_weights)
 
 
+    @classmethod
+    def for_profile(cls, profile, **overrides) -> "StyleConfig":
+        """The default recipe within a `runtime.Profile`'s budget: size = profile.image_size, steps =
+        profile.style_steps at full size and coarse steps in the defaults' proportion; `overrides` win."""
+        base = cls()
+        values = {"size": profile.image_size, "steps": profile.style_steps,
+                  "coarse_steps": max(1, round(profile.style_steps * base.coarse_steps / max(1, base.steps)))}
+        return cls(**{**values, **overrides})
+
+
 @dataclass
 class StyleResult:
     """`image` (1, 3, H, W) in [0, 1]; `history`: per step {level, size, step, seconds, content, style, ...};
@@ -202,7 +212,7 @@ def stylize(content: torch.Tensor, style, config: StyleConfig | None = None, *, 
         max_pixels = get_profile(device=content.device).max_pixels
     _check_pixels(size, max_pixels)
     vgg = vgg if vgg is not None else _build_vgg(config).to(content.device)
-    _check_vgg(vgg, config)
+    _check_vgg(vgg, config, size)
     photo = _gray(content) if config.preserve_color else content
     if config.preserve_color:  # Gatys et al. 2017, section 5.2: luminance-only transfer
         styles = [match_luminance(s, content) for s in styles]
@@ -214,7 +224,8 @@ def stylize(content: torch.Tensor, style, config: StyleConfig | None = None, *, 
 
 def _coarse_to_fine(vgg, photo, styles, blend, size, config: StyleConfig, progress: bool) -> StyleResult:
     result, image, coarse_photo, t0 = StyleResult(image=_resize(photo, size)), None, None, time.perf_counter()
-    sizes = pyramid_sizes(size, config.num_scales)
+    smallest = _smallest_side(vgg)  # coarse levels too small for the deepest layer are skipped
+    sizes = [s for s in pyramid_sizes(size, config.num_scales) if min(s) >= smallest] or [size]
     for level, level_size in enumerate(sizes):
         level_photo = _resize(photo, level_size)  # (1, 3, h, w)
         init = _initial_image(image, coarse_photo, level_photo, config)
@@ -283,11 +294,19 @@ def _build_vgg(config: StyleConfig) -> VGG19Features:
     return VGG19Features(config.weights, layers=config.content_layers + config.style_layers, pooling=config.pooling)
 
 
-def _check_vgg(vgg: VGG19Features, config: StyleConfig) -> None:
+def _smallest_side(vgg: VGG19Features) -> int:
+    """2^(number of poolings before the deepest layer): smaller images vanish before reaching it."""
+    return 2 ** sum(1 for name in vgg.body if name.startswith("pool"))
+
+
+def _check_vgg(vgg: VGG19Features, config: StyleConfig, size: tuple[int, int]) -> None:
     missing = [n for n in config.content_layers + config.style_layers if n not in vgg.layers]
     if missing:
         raise ValueError(f"the VGG19Features passed in does not compute {missing}: build it with "
                          f"layers=config.content_layers + config.style_layers")
+    if min(size) < _smallest_side(vgg):
+        raise ValueError(f"an output of {size[1]}x{size[0]} is too small for layer {list(vgg.body)[-1]!r} and the layers "
+                         f"before it: use size >= {_smallest_side(vgg)}")
 
 
 def _check_images(content: torch.Tensor, styles: list[torch.Tensor]) -> None:
