@@ -36,7 +36,7 @@ __all__ = [
     "make_beta_schedule", "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
     "DDPMScheduler", "DDIMScheduler", "make_scheduler",
     # this module
-    "DiffusionConfig", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights", "drop_labels",
+    "DiffusionConfig", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights", "empirical_posterior_x0", "drop_labels",
     "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "cli",
     # sampling and editing (from course_lib.diffusion_edit)
     "guided_output", "sample", "inpaint", "sdedit", "renoise",
@@ -45,6 +45,7 @@ __all__ = [
 CHECKPOINT_KIND = "diffusion"
 LOSS_WEIGHTINGS = ("none", "min_snr")
 TIMESTEP_SAMPLINGS = ("uniform", "laplace")
+TARGET_ESTIMATES = ("sample", "stf")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class DiffusionConfig:
     prediction: str = "eps"  # what the network outputs: "eps", "x0" or "v" (Salimans & Ho 2022)
     loss_weighting: str = "none"  # "none" or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0
+    target_estimate: str = "sample"  # "sample": the x0 that made x_t; "stf": E[x0 | x_t] over the training set (Xu et al. 2023)
     timestep_sampling: str = "uniform"  # "uniform" t, or "laplace": log-SNR ~ Laplace(0, laplace_scale) (Hang et al. 2024)
     laplace_scale: float = 1.0
     # the U-Net
@@ -91,6 +93,8 @@ class DiffusionConfig:
         if self.image_size % factor:
             raise ValueError(f"image_size {self.image_size} must be divisible by patch_size * 2 ** (levels - 1) = "
                              f"{factor} for patch_size {self.patch_size} and channel_mults {self.channel_mults}")
+        if self.target_estimate not in TARGET_ESTIMATES:
+            raise ValueError(f"unknown target_estimate {self.target_estimate!r}: use one of {', '.join(TARGET_ESTIMATES)}")
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise ValueError(f"unknown timestep_sampling {self.timestep_sampling!r}: use one of "
                              f"{', '.join(TIMESTEP_SAMPLINGS)}")
@@ -147,17 +151,42 @@ def timestep_weights(alpha_bar: torch.Tensor, config: DiffusionConfig) -> torch.
     return density / density.sum()
 
 
+def empirical_posterior_x0(xt: torch.Tensor, alpha_bar_t: torch.Tensor, reference: torch.Tensor, *,
+                           labels: torch.Tensor | None = None, reference_labels: torch.Tensor | None = None,
+                           null_label: int | None = None) -> torch.Tensor:
+    """E[x0 | x_t] when x0 is drawn from the N images of `reference` (the training set): Bayes' rule with the
+    Gaussian q(x_t | x_0) of eq. 4 gives a softmax-weighted average of the images,
+
+        E[x0 | x_t] = sum_i w_i x_i,  w = softmax_i( -||x_t - sqrt(ab) x_i||^2 / (2 (1 - ab)) ).
+
+    This is the exact minimizer of the denoising loss on that training set; using it as the regression target
+    instead of the one x0 that made x_t ("stable target field", Xu et al. 2023) keeps the same minimizer and
+    expected gradient with much less noise. xt: (B, C, H, W); alpha_bar_t: (B,); reference: (N, C, H, W).
+    With labels, image i only counts for samples whose label is its label (or the null label).
+    """
+    flat, ref = xt.flatten(1), reference.flatten(1)  # (B, D), (N, D)
+    a, var = alpha_bar_t.reshape(-1, 1).sqrt(), (1 - alpha_bar_t).reshape(-1, 1)
+    # -||x_t - a x_i||^2 = 2a x_t.x_i - a^2 ||x_i||^2 - ||x_t||^2; the last term is the same for every i
+    logits = (2 * a * flat @ ref.T - a**2 * ref.pow(2).sum(1)) / (2 * var)  # (B, N)
+    if labels is not None and reference_labels is not None:
+        other = (reference_labels[None, :] != labels[:, None]) & (labels[:, None] != null_label)  # (B, N)
+        logits = logits.masked_fill(other, float("-inf"))
+    return (logits.softmax(dim=1) @ ref).reshape(xt.shape)
+
+
 def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: DiffusionConfig, *,
-                   labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                   labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                   reference: torch.Tensor | None = None, reference_labels: torch.Tensor | None = None) -> torch.Tensor:
     """The denoising objective (Ho et al. 2020, Algorithm 1 / eq. 14), one Monte-Carlo sample per image:
 
         t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps   (eq. 4)
         loss = w(t) || target - model(x_t, t) ||^2, target = eps (or x0, or v = sqrt(ab) eps - sqrt(1 - ab) x0)
 
-    x0: (B, 1, H, W) in [-1, 1]; labels: (B,) or None. Returns the scalar mean loss.
+    x0: (B, 1, H, W) in [-1, 1]; labels: (B,) or None. With `config.target_estimate == "stf"` the target uses
+    E[x0 | x_t] over `reference` (the training images, (N, 1, H, W) in [-1, 1]) in place of x0 and the
+    matching eps. Returns the scalar mean loss.
     """
-    batch = x0.shape[0]
-    device = x0.device
+    batch, device = x0.shape[0], x0.device
     if config.timestep_sampling == "uniform":
         t = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator).to(device)  # (B,)
     else:
@@ -166,6 +195,12 @@ def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: 
     eps = torch.randn(x0.shape, generator=generator).to(device)  # (B, 1, H, W)
     xt = scheduler.add_noise(x0, eps, t)  # eq. 4
     ab = scheduler.alpha_bar[t.cpu()].to(device=device, dtype=x0.dtype).reshape(-1, 1, 1, 1)
+    if config.target_estimate == "stf":
+        if reference is None:
+            raise ValueError("target_estimate='stf' needs the training images: pass reference=images in [-1, 1]")
+        x0 = empirical_posterior_x0(xt, ab.flatten(), reference, labels=labels, reference_labels=reference_labels,
+                                    null_label=config.num_classes)
+        eps = predict_eps(x0, xt, ab)  # the noise that x0 estimate implies
     target = {"eps": lambda: eps, "x0": lambda: x0, "v": lambda: ab.sqrt() * eps - (1 - ab).sqrt() * x0}
     output = model(xt, t, labels)
     per_sample = (output - target[config.prediction]()).pow(2).mean(dim=(1, 2, 3))  # (B,)
@@ -262,7 +297,8 @@ def _train_step(model, optimizer, data, labels, scheduler, config, generator) ->
     y = None
     if labels is not None:
         y = drop_labels(labels[index], config.label_dropout, config.num_classes, generator)
-    loss = diffusion_loss(model, x0, scheduler, config, labels=y, generator=generator)
+    loss = diffusion_loss(model, x0, scheduler, config, labels=y, generator=generator, reference=data,
+                          reference_labels=labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -23,7 +23,7 @@ from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite
                     save_checkpoint)
 
 __all__ = [
-    "DCGANConfig", "Generator", "Discriminator", "dcgan_init",
+    "DCGANConfig", "Generator", "Discriminator", "layer_shapes", "dcgan_init",
     "discriminator_loss", "generator_loss", "minimax_generator_loss", "prepare_mnist",
     "GANResult", "build_gan", "train_step", "train_gan", "sample", "recalibrate_batchnorm",
     "save_gan", "load_gan", "evaluate", "cli", "GAN_KIND",
@@ -150,6 +150,23 @@ class Discriminator(nn.Module):
             raise ValueError(f"images must be (B, {c}, {size}, {size}), got {tuple(x.shape)}"
                              + (" (pad 28x28 MNIST by 2 pixels: prepare_mnist does it)" if size == 32 else ""))
         return self.net(x)
+
+
+@torch.no_grad()
+def layer_shapes(net: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """(layer, output shape) for each top-level layer of `net.net` (or of `net` if it is a Sequential) on
+    input x: the table to compare with the shape comments above (or to find a bug like the seed article's)."""
+    layers = net.net if hasattr(net, "net") else net
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    hooks = [layer.register_forward_hook(lambda module, args, out, name=name:
+                                         shapes.append((f"{name}: {type(module).__name__}", tuple(out.shape))))
+             for name, layer in layers.named_children()]
+    try:
+        net(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
 
 
 def dcgan_init(module: nn.Module) -> None:

@@ -170,7 +170,6 @@ class StyleConfig:
         if self.style_weights is not None:
             self.style_weights = tuple(float(w) for w in self.style_weights)
 
-
     @classmethod
     def for_profile(cls, profile, **overrides) -> "StyleConfig":
         """The default recipe within a `runtime.Profile`'s budget: size = profile.image_size, steps =
@@ -229,13 +228,13 @@ def _coarse_to_fine(vgg, photo, styles, blend, size, config: StyleConfig, progre
     for level, level_size in enumerate(sizes):
         level_photo = _resize(photo, level_size)  # (1, 3, h, w)
         init = _initial_image(image, coarse_photo, level_photo, config)
-        remaining = None if config.max_seconds is None else max(0.0, config.max_seconds - (time.perf_counter() - t0))
-        run = optimize_image(_gatys_loss(vgg, level_photo, styles, blend, config), init,
-                             steps=config.steps if level == len(sizes) - 1 else config.coarse_steps,
+        loss_fn = _gatys_loss(vgg, level_photo, styles, blend, config)  # targets of this level, once
+        offset = time.perf_counter() - t0
+        remaining = None if config.max_seconds is None else max(0.0, config.max_seconds - offset)
+        run = optimize_image(loss_fn, init, steps=config.steps if level == len(sizes) - 1 else config.coarse_steps,
                              optimizer=config.optimizer, lr=config.lr, max_seconds=remaining,
                              pyramid_levels=config.pyramid_levels, progress=progress,
                              desc=f"stylize {level_size[1]}x{level_size[0]}")
-        offset = result.history[-1]["seconds"] if result.history else 0.0
         result.history += [{"level": level, "size": level_size, **h, "seconds": h["seconds"] + offset}
                            for h in run.history]
         image, coarse_photo, result.stopped = run.image, level_photo, run.stopped
@@ -343,7 +342,8 @@ def _load_named(src: str, names: dict, loader) -> torch.Tensor:
 
 def config_from_args(args) -> StyleConfig:
     """StyleConfig from `python -m course_lib stylize` arguments (None = keep the default)."""
-    overrides = {"size": args.size, "steps": args.steps, "optimizer": args.optimizer,
+    overrides = {"size": args.size, "steps": args.steps, "coarse_steps": args.coarse_steps,
+                 "num_scales": args.scales, "optimizer": args.optimizer,
                  "content_weight": args.content_weight, "style_weight": args.style_weight,
                  "style_weights": tuple(args.style_weights) if args.style_weights else None,
                  "tv_weight": args.tv_weight, "init": args.init, "weights": args.weights,

@@ -124,10 +124,10 @@ class UNet(nn.Module):
             out_ch = chans[level]
             resblock = ResBlock(ch + skips[level], out_ch, **block)
             attn = SelfAttention(out_ch, groups=groups) if level in attention_levels else nn.Identity()
+            ch = out_ch if level == 0 else chans[level - 1]  # the upsampling conv already goes to the next width
             upsample = nn.Identity() if level == 0 else nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(out_ch, out_ch, 3, padding=1))
+                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(out_ch, ch, 3, padding=1))
             self.up.append(nn.ModuleList([resblock, attn, upsample]))
-            ch = out_ch
         self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, in_channels * patch_size**2, 3, padding=1),
                                   nn.PixelShuffle(patch_size))
         nn.init.zeros_(self.head[2].weight)

@@ -266,6 +266,37 @@ def test_diffusion_loss_is_zero_for_the_exact_denoiser_of_a_point():
     assert wrong.item() == pytest.approx(1.0, abs=0.1)  # predicting 0 for N(0, I) noise costs E[eps^2] = 1
 
 
+def test_empirical_posterior_is_bayes_rule_over_the_reference_images():
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.rand(30, 1, 4, 4, generator=gen) * 2 - 1
+    ref_labels = torch.arange(30) % 3
+    xt, ab = torch.randn(3, 1, 4, 4, generator=gen), torch.tensor([0.9, 0.5, 0.05])
+    mean = D.empirical_posterior_x0(xt, ab, reference)
+    for b in range(3):  # brute force: weights proportional to the Gaussian likelihood N(x_t; sqrt(ab) x_i, 1 - ab)
+        d2 = ((xt[b] - ab[b].sqrt() * reference) ** 2).flatten(1).sum(1).double()
+        w = torch.softmax(-d2 / (2 * (1 - ab[b].double())), 0)
+        torch.testing.assert_close(mean[b].double(), (w[:, None, None, None] * reference.double()).sum(0),
+                                   rtol=1e-4, atol=1e-5)
+    labels = torch.tensor([1, 10, 2])  # 10 = the null label: every image counts
+    conditional = D.empirical_posterior_x0(xt, ab, reference, labels=labels, reference_labels=ref_labels, null_label=10)
+    torch.testing.assert_close(conditional[1], mean[1])
+    only_ones = D.empirical_posterior_x0(xt[:1], ab[:1], reference[ref_labels == 1])
+    torch.testing.assert_close(conditional[:1], only_ones)
+    clean = D.empirical_posterior_x0(reference[:2] * 0.99999 ** 0.5, torch.tensor([0.99999] * 2), reference)
+    torch.testing.assert_close(clean, reference[:2], rtol=0, atol=1e-5)  # at low noise: the image itself
+
+
+def test_stf_loss_needs_the_reference_and_matches_sample_loss_at_low_noise():
+    config = tiny_config(target_estimate="stf", prediction="x0")
+    scheduler = D.scheduler_for(config)
+    x0 = torch.rand(4, 1, 8, 8) * 2 - 1
+    model = tiny_model()
+    with pytest.raises(ValueError, match="reference"):
+        D.diffusion_loss(model, x0, scheduler, config)
+    loss = D.diffusion_loss(model, x0, scheduler, config, reference=x0, generator=torch.Generator().manual_seed(0))
+    assert math.isfinite(loss.item())
+
+
 def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
     config = tiny_config(num_classes=10)
     images, labels = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))

@@ -143,5 +143,5 @@ def test_cli_writes_the_stylized_image(tmp_path, monkeypatch, vgg):
                                                                           + config.style_layers))
     out = tmp_path / "out.png"
     code = main(["stylize", str(content), str(painting), "-o", str(out), "--size", "32", "--steps", "2",
-                 "--style-weight", "10", "--device", "cpu"])
+                 "--coarse-steps", "2", "--style-weight", "10", "--device", "cpu"])
     assert code == 0 and out.is_file()
