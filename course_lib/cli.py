@@ -120,7 +120,8 @@ def _add_stylize(sub) -> None:
     p.add_argument("--style-weight", type=float, default=None)
     p.add_argument("--style-weights", type=float, nargs="*", default=None, help="blend weights, one per style image")
     p.add_argument("--tv-weight", type=float, default=None)
-    p.add_argument("--init", choices=["content", "noise"], default=None)
+    p.add_argument("--init", choices=["recolored", "content", "noise"], default=None,
+                   help="start from the photo in the painting's colours (default), the photo as is, or noise")
     p.add_argument("--preserve-color", action="store_true", help="transfer style on luminance only")
     p.add_argument("--weights", choices=["caffe", "torchvision"], default="caffe", help="VGG19 weights")
     p.add_argument("--seed", type=int, default=0)

@@ -16,9 +16,12 @@ from torch import nn
 from .gan import discriminator_loss, generator_loss, minimax_generator_loss
 from .train import Budget, check_finite, progress
 
-__all__ = ["ring_data", "ToyGANConfig", "ToyGAN", "mlp", "train_toy_gan", "discriminator_field", "mode_coverage"]
+__all__ = ["ring_data", "ToyGANConfig", "ToyGAN", "mlp", "train_toy_gan", "discriminator_field", "mode_coverage",
+           "show_toy"]
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
+FIELD_RESOLUTION = 60
+FIELD_EXTENT = 3.0
 
 
 def ring_data(n: int, *, num_modes: int = 8, radius: float = 2.0, std: float = 0.05,
@@ -61,7 +64,7 @@ class ToyGANConfig:
 @dataclass
 class ToyGAN:
     """A trained toy: the two MLPs, the history (step, loss_d, loss_g, d_real, d_fake) and snapshots of
-    (step, G's points (n, 2)) over training."""
+    (step, G's points (n, 2), D's belief on the plane (R, R), see `discriminator_field`) over training."""
 
     config: ToyGANConfig
     net_g: nn.Module
@@ -108,8 +111,7 @@ def train_toy_gan(config: ToyGANConfig | None = None, *, budget: Budget, generat
     bar = progress(total=budget.total, desc="toy GAN")
     while not budget.done(step):
         if step % every == 0:
-            with torch.no_grad():
-                gan.snapshots.append((step, gan.net_g(snapshot_z)))
+            _snapshot(gan, step, snapshot_z)
         reals = [data(config.batch_size, generator=generator) for _ in range(config.d_steps)]
         z = torch.randn(config.batch_size, config.latent_dim, generator=generator)
         stats = _toy_step(gan, opt_g, opt_d, reals, z)
@@ -119,13 +121,17 @@ def train_toy_gan(config: ToyGANConfig | None = None, *, budget: Budget, generat
             gan.history[key].append(value)
         bar.update(1)
     bar.close()
-    with torch.no_grad():
-        gan.snapshots.append((step, gan.net_g(snapshot_z)))
+    _snapshot(gan, step, snapshot_z)
     return gan
 
 
 @torch.no_grad()
-def discriminator_field(net_d: nn.Module, *, extent: float = 3.0, resolution: int = 100) -> torch.Tensor:
+def _snapshot(gan: ToyGAN, step: int, z: torch.Tensor) -> None:
+    gan.snapshots.append((step, gan.net_g(z), discriminator_field(gan.net_d, resolution=FIELD_RESOLUTION)))
+
+
+@torch.no_grad()
+def discriminator_field(net_d: nn.Module, *, extent: float = FIELD_EXTENT, resolution: int = 100) -> torch.Tensor:
     """D's belief D(x) = sigmoid(logit) on a (resolution, resolution) grid over [-extent, extent]^2;
     row i is y = -extent + ..., so plot with imshow(origin="lower", extent=(-e, e, -e, e))."""
     axis = torch.linspace(-extent, extent, resolution)
@@ -143,3 +149,25 @@ def mode_coverage(points: torch.Tensor, *, num_modes: int = 8, radius: float = 2
     nearest, which = distance.min(1)
     counts = torch.bincount(which[nearest < max_distance], minlength=num_modes)
     return int((counts >= min_share * len(points)).sum())
+
+
+def show_toy(toy: ToyGAN, *, num_panels: int = 4, real: torch.Tensor | None = None, title: str | None = None):
+    """G's points (orange) over D's belief D(x) at that moment (background: dark = "fake", light = "real"),
+    at `num_panels` snapshots; real points (if given) in white."""
+    import matplotlib.pyplot as plt
+    picks = sorted({round(i * (len(toy.snapshots) - 1) / max(1, num_panels - 1)) for i in range(num_panels)})
+    fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3.2), squeeze=False)
+    e = FIELD_EXTENT
+    for ax, index in zip(axes[0], picks):
+        step, points, field = toy.snapshots[index]
+        ax.imshow(field.numpy(), origin="lower", cmap="viridis", extent=(-e, e, -e, e), vmin=0, vmax=1)
+        if real is not None:
+            ax.scatter(real[:, 0], real[:, 1], s=2, c="white", alpha=0.5)
+        ax.scatter(points[:, 0].clamp(-e, e), points[:, 1].clamp(-e, e), s=2, c="tab:orange")
+        ax.set_xlim(-e, e), ax.set_ylim(-e, e)
+        ax.set_title(f"step {step}: {mode_coverage(points)}/8 modes")
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -297,16 +297,18 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float | None, his
 
 
 class PyramidImage:
-    """An image parametrized as a Laplacian-style pyramid: x = z_0 + sum_k upsample(z_k), z_k at 1/2^k size.
+    """An image parametrized as a pyramid: x = z_0 + sum_k decay^k * upsample(z_k), z_k at 1/2^k of the size.
 
-    The same image, but a gradient step on z_k moves a 2^k x 2^k block of pixels at once: a preconditioner
-    that lets L-BFGS fix large-scale structure (what deep VGG layers see) in few steps. levels=1: plain pixels.
+    The same set of images as plain pixels, but a gradient step on z_k moves a 2^k x 2^k block of pixels at
+    once: a preconditioner that lets L-BFGS fix the large-scale structure (what deep VGG layers see) in few
+    steps. `decay` < 1 tempers the coarse levels (with 1 the coarsest ones dominate the first steps).
+    levels=1 is plain pixels.
     """
 
-    def __init__(self, init: torch.Tensor, levels: int = 1):
+    def __init__(self, init: torch.Tensor, levels: int = 1, decay: float = 1.0):
         height, width = init.shape[-2:]
-        self.size = (height, width)
-        # contiguous: torch's L-BFGS flattens gradients with .view(-1)
+        self.size, self.decay = (height, width), decay
+        # contiguous: torch's L-BFGS flattens gradients with .view(-1), which fails on channels_last
         self.params = [init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)]  # z_0: (1, 3, H, W)
         for k in range(1, levels):
             shape = (init.shape[0], init.shape[1], max(1, height >> k), max(1, width >> k))
@@ -314,8 +316,8 @@ class PyramidImage:
 
     def image(self) -> torch.Tensor:
         x = self.params[0]
-        for z in self.params[1:]:
-            x = x + F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
+        for k, z in enumerate(self.params[1:], start=1):
+            x = x + self.decay ** k * F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
         return x
 
     @torch.no_grad()
@@ -327,17 +329,18 @@ class PyramidImage:
 
 def optimize_image(loss_fn: Callable[[torch.Tensor], dict], init: torch.Tensor, *, steps: int,
                    optimizer: str = "lbfgs", lr: float | None = None, max_seconds: float | None = None,
-                   pyramid_levels: int = 1, history_size: int = 100, progress: bool = True,
-                   desc: str = "optimizing") -> OptimizationResult:
+                   pyramid_levels: int = 1, pyramid_decay: float = 1.0, history_size: int = 100,
+                   progress: bool = True, desc: str = "optimizing") -> OptimizationResult:
     """Minimize sum(loss_fn(x).values()) over the pixels x, from `init` (1, 3, H, W) in [0, 1].
 
     `loss_fn(x)` returns named, already weighted loss terms (a dict of scalars). Every step is one
     forward/backward pass (L-BFGS without line search, or Adam), evaluated at a valid image: after each step the
-    pixels are projected back into [0, 1]. `pyramid_levels` > 1 optimizes a `PyramidImage` instead of raw
-    pixels. A NaN/inf loss stops the run with a warning and returns the last image with a finite loss.
+    pixels are projected back into [0, 1]. `pyramid_levels` > 1 optimizes a `PyramidImage(init, pyramid_levels,
+    pyramid_decay)` instead of raw pixels. A NaN/inf loss stops the run with a warning and returns the last
+    image with a finite loss.
     """
     from .train import Budget, progress as progress_bar
-    pyramid = PyramidImage(init, pyramid_levels)
+    pyramid = PyramidImage(init, pyramid_levels, pyramid_decay)
     opt = _make_optimizer(optimizer, pyramid.params, lr, history_size)
     budget, result = Budget(max_steps=steps, max_seconds=max_seconds), OptimizationResult(image=init)
     last_good, step, t0 = pyramid.image().detach().clone(), 0, time.perf_counter()

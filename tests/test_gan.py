@@ -27,13 +27,7 @@ def tiny_digits(n: int = 16, size: int = 28, seed: int = 0) -> torch.Tensor:
 
 
 def layer_shapes(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
-    shapes = []
-    hooks = [layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))) for layer in net.net]
-    with torch.no_grad():
-        net(x)
-    for h in hooks:
-        h.remove()
-    return shapes
+    return [shape for _, shape in gan.layer_shapes(net, x)]
 
 
 # ---------------------------------------------------------------- shapes
@@ -248,7 +242,8 @@ def test_toy_gan_trains_and_is_reproducible(monkeypatch):
                                      generator=torch.Generator().manual_seed(0))
 
     toy = train()
-    assert toy.history["step"][-1] == 20 and toy.snapshots[-1][1].shape == (1000, 2)
+    step, points, field = toy.snapshots[-1]
+    assert step == toy.history["step"][-1] == 20 and points.shape == (1000, 2) and field.shape == (60, 60)
     assert toy.history["loss_d"] == train().history["loss_d"]
     field = gan_toy.discriminator_field(toy.net_d, resolution=11)
     assert field.shape == (11, 11) and 0 <= field.min() <= field.max() <= 1
