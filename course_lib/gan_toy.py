@@ -8,6 +8,7 @@ toy shows what the image model does, including its failures: a G that covers onl
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,7 @@ from .gan import discriminator_loss, generator_loss, minimax_generator_loss
 from .train import Budget, check_finite, progress
 
 __all__ = ["ring_data", "ToyGANConfig", "ToyGAN", "mlp", "train_toy_gan", "discriminator_field", "mode_coverage",
-           "show_toy"]
+           "show_toy", "show_toy_runs", "show_generator_losses", "toy_budget"]
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
 FIELD_RESOLUTION = 60
@@ -99,7 +100,24 @@ def _toy_step(gan: ToyGAN, opt_g, opt_d, real_batches, z: torch.Tensor) -> list[
 def train_toy_gan(config: ToyGANConfig | None = None, *, budget: Budget, generator: torch.Generator | None = None,
                   num_snapshots: int = 8, snapshot_points: int = 1000, data=ring_data) -> ToyGAN:
     """Train G: R^latent_dim -> R^2 against D: R^2 -> logit on `data(n, generator=...)` points (CPU, seconds)."""
-    config = config or ToyGANConfig()
+    with _one_thread():
+        return _train_toy_gan(config or ToyGANConfig(), budget, generator, num_snapshots, snapshot_points, data)
+
+
+@contextmanager
+def _one_thread():
+    """The toy's tensors are tiny: one CPU thread runs them fastest, and on a busy machine several threads
+    spin-wait for each other (20x slower measured on 2 shared cores). The previous setting is restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_toy_gan(config: ToyGANConfig, budget: Budget, generator: torch.Generator | None, num_snapshots: int,
+                   snapshot_points: int, data) -> ToyGAN:
     with torch.random.fork_rng():  # the nets' init follows `generator`, the global RNG is left alone
         if generator is not None:
             torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
@@ -157,17 +175,72 @@ def show_toy(toy: ToyGAN, *, num_panels: int = 4, real: torch.Tensor | None = No
     import matplotlib.pyplot as plt
     picks = sorted({round(i * (len(toy.snapshots) - 1) / max(1, num_panels - 1)) for i in range(num_panels)})
     fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3.2), squeeze=False)
-    e = FIELD_EXTENT
     for ax, index in zip(axes[0], picks):
-        step, points, field = toy.snapshots[index]
-        ax.imshow(field.numpy(), origin="lower", cmap="viridis", extent=(-e, e, -e, e), vmin=0, vmax=1)
-        if real is not None:
-            ax.scatter(real[:, 0], real[:, 1], s=2, c="white", alpha=0.5)
-        ax.scatter(points[:, 0].clamp(-e, e), points[:, 1].clamp(-e, e), s=2, c="tab:orange")
-        ax.set_xlim(-e, e), ax.set_ylim(-e, e)
-        ax.set_title(f"step {step}: {mode_coverage(points)}/8 modes")
-        ax.set_xticks([]), ax.set_yticks([])
+        _draw_snapshot(ax, toy.snapshots[index], real)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _draw_snapshot(ax, snapshot: tuple, real: torch.Tensor | None) -> None:
+    """One snapshot (step, G's points, D's field) on `ax`: D(x) as the background, G's points in orange."""
+    step, points, field = snapshot
+    e = FIELD_EXTENT
+    ax.imshow(field.numpy(), origin="lower", cmap="viridis", extent=(-e, e, -e, e), vmin=0, vmax=1)
+    if real is not None:
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="white", alpha=0.5)
+    ax.scatter(points[:, 0].clamp(-e, e), points[:, 1].clamp(-e, e), s=2, c="tab:orange")
+    ax.set_xlim(-e, e), ax.set_ylim(-e, e)
+    ax.set_title(f"step {step}: {mode_coverage(points)}/8 modes")
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def show_toy_runs(runs: dict, *, real: torch.Tensor | None = None, smooth: float = 0.9):
+    """Several toy runs, one row each: where G ended up (over D's belief, as in `show_toy`), then the run's
+    curves (`viz.plot_gan_curves`: the losses, and D(x), D(G(z))). For reading failures off the curves."""
+    import matplotlib.pyplot as plt
+    from .viz import plot_gan_curves
+    if not runs:
+        raise ValueError("show_toy_runs needs at least one {name: ToyGAN} entry")
+    fig, axes = plt.subplots(len(runs), 3, figsize=(13, 3.1 * len(runs)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.7, 1.7]})
+    for row, (name, toy) in zip(axes, runs.items()):
+        _draw_snapshot(row[0], toy.snapshots[-1], real)
+        row[0].set_ylabel(name, fontsize=11)
+        plot_gan_curves(toy.history, smooth=smooth, axes=row[1:])
+    fig.tight_layout()
+    return fig
+
+
+def show_generator_losses(num_points: int = 199):
+    """The two generator losses of `course_lib.gan` and the size of their gradient with respect to D's logit u,
+    against D(G(z)) = sigmoid(u): minimax log(1 - D) has gradient sigmoid(u) = D(G(z)), which vanishes where D
+    rejects the fakes; the non-saturating -log D has gradient 1 - D(G(z)), largest there."""
+    import matplotlib.pyplot as plt
+    d_fake = torch.linspace(0, 1, num_points + 2)[1:-1]  # (P,) open interval (0, 1)
+    fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for name, loss_fn in (("minimax: log(1 - D(G(z)))", minimax_generator_loss),
+                          ("non-saturating: -log D(G(z))", generator_loss)):
+        u = torch.logit(d_fake).requires_grad_(True)  # D's logits
+        losses = torch.stack([loss_fn(u_i[None]) for u_i in u])  # (P,): each the loss of a batch of one
+        (grad,) = torch.autograd.grad(losses.sum(), u)
+        ax_loss.plot(d_fake, losses.detach(), label=name)
+        ax_grad.plot(d_fake, grad.abs(), label=name)
+    ax_loss.set(xlabel="D(G(z))", ylabel="generator loss (minimized)", title="the two losses")
+    ax_grad.set(xlabel="D(G(z))", ylabel="|d loss / d logit|", title="how hard they push G")
+    ax_grad.axvspan(0, 0.1, color="grey", alpha=0.2, label="D rejects the fakes\n(where G starts)")
+    for ax in (ax_loss, ax_grad):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+TOY_STEPS = {False: 400, True: 1000}  # profile.train False (smoke: a few seconds a run) / True
+
+
+def toy_budget(profile) -> Budget:
+    """The toy's step budget for a `runtime.Profile`: a few hundred steps when the profile does not train
+    (the toy already covers the ring by then), more when it does (every profile finishes a run in seconds)."""
+    return Budget(max_steps=TOY_STEPS[bool(profile.train)])

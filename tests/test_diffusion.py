@@ -18,8 +18,9 @@ T = 1000
 
 
 def tiny_config(**overrides) -> D.DiffusionConfig:
+    # the classic objective (eps, unweighted, the sampled x0) on pixels, whatever DiffusionConfig's defaults are
     values = dict(image_size=8, base_channels=8, channel_mults=(1, 2), attention_levels=(1,), batch_size=4,
-                  warmup_steps=1)
+                  warmup_steps=1, patch_size=1, prediction="eps", loss_weighting="none", target_estimate="sample")
     values.update(overrides)
     return D.DiffusionConfig(**values)
 
@@ -427,3 +428,27 @@ def test_checks_pass_solutions_and_catch_mistakes(name, monkeypatch, capsys):
 
     assert check(unfinished) is False
     assert "not implemented" in capsys.readouterr().out
+
+
+def test_draw_strokes_and_half_mask():
+    from course_lib.diffusion_edit import draw_strokes, half_mask
+
+    image = draw_strokes([[(0.2, 0.5), (0.8, 0.5)]], size=10, width=2.0)
+    assert image.shape == (1, 1, 10, 10) and image.min() >= -1 and image.max() <= 1
+    assert image[0, 0, 5, 5] == 1 and image[0, 0, 0, 0] == -1  # on the horizontal line / far from it
+    with pytest.raises(ValueError, match="polylines"):
+        draw_strokes([[(0.1, 0.1)]])
+    mask = half_mask(8, keep="top")
+    assert mask[0, 0, :4].eq(1).all() and mask[0, 0, 4:].eq(0).all()
+    with pytest.raises(ValueError, match="keep"):
+        half_mask(8, keep="middle")
+
+
+def test_cli_record_command_keeps_the_judge_flags():
+    from course_lib.cli import build_parser
+
+    args = build_parser().parse_args(["diffusion", "train", "--out", "x.pt", "--steps", "5", "--conditional",
+                                      "--judge", "100", "--judge-guidance", "2.0"])
+    command = D._command(args)
+    assert "--steps 5" in command and "--judge 100" in command and "--judge-guidance 2.0" in command
+    assert command.endswith("--conditional")

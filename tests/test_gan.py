@@ -251,6 +251,53 @@ def test_toy_gan_trains_and_is_reproducible(monkeypatch):
         gan_toy.ToyGANConfig(generator_loss="wgan")
 
 
+def test_toy_pictures_budget_and_threads(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.runtime import get_profile
+
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    assert gan_toy.toy_budget(get_profile("smoke")).max_steps <= 500  # smoke: seconds
+    assert gan_toy.toy_budget(get_profile("quick")).max_steps >= gan_toy.toy_budget(get_profile("smoke")).max_steps
+    threads = torch.get_num_threads()
+    runs = {name: gan_toy.train_toy_gan(gan_toy.ToyGANConfig(batch_size=32, **kw), budget=Budget(max_steps=5),
+                                        generator=torch.Generator().manual_seed(0))
+            for name, kw in (("healthy", {}), ("D wins", {"d_steps": 2}))}
+    assert torch.get_num_threads() == threads  # the toy's one-thread setting is restored
+    fig = gan_toy.show_toy_runs(runs, real=gan_toy.ring_data(50))
+    assert len(fig.axes) == 3 * len(runs) and fig.axes[0].get_ylabel() == "healthy"
+    with pytest.raises(ValueError, match="at least one"):
+        gan_toy.show_toy_runs({})
+    fig = gan_toy.show_generator_losses(num_points=9)
+    minimax, non_saturating = fig.axes[1].lines[:2]
+    d_fake = minimax.get_xdata()
+    # |d loss / d logit|: sigmoid(u) = D(G(z)) for minimax, 1 - D(G(z)) for the non-saturating loss
+    torch.testing.assert_close(torch.as_tensor(minimax.get_ydata()), torch.as_tensor(d_fake), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.as_tensor(non_saturating.get_ydata()), 1 - torch.as_tensor(d_fake),
+                               atol=1e-5, rtol=0)
+    plt.close("all")
+
+
+def test_gan_exercise_checks_pass_the_reference_once_and_explain_mistakes(capsys, monkeypatch):
+    from course_lib import checks
+
+    monkeypatch.delenv("COURSE_CHECKS_STRICT", raising=False)
+    assert checks.check_discriminator_loss(gan.discriminator_loss)
+    assert checks.check_generator_loss(gan.generator_loss)
+    assert capsys.readouterr().out.count("correct") == 2  # one verdict per check
+    assert not checks.check_discriminator_loss(  # through sigmoid: right on moderate logits, wrong at |u| = 60
+        lambda r, f: -(torch.log(torch.sigmoid(r)).mean() + torch.log(1 - torch.sigmoid(f)).mean()))
+    assert "confident" in capsys.readouterr().out
+    assert not checks.check_generator_loss(gan.minimax_generator_loss)
+    assert "minimax" in capsys.readouterr().out
+    assert checks.check_conv_output_size(lambda n, k, s, p, t: (n - 1) * s - 2 * p + k if t else (n + 2 * p - k) // s + 1)
+    assert not checks.check_conv_output_size(lambda n, k, s, p, t: (n + 2 * p - k) // s + 1)
+    assert checks.check_slerp(lambda z0, z1, t: gan_edit.slerp(z0, z1, t))
+    assert not checks.check_slerp(lambda z0, z1, t: gan_edit.lerp(z0, z1, t))
+
+
 # ---------------------------------------------------------------- command line
 def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
     from course_lib import cli
@@ -263,7 +310,7 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
     out = tmp_path / "s.pt"
     assert cli.main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "3", "--out", str(out)]) == 0
     samples = torch.load(out, weights_only=True)
-    assert samples.shape == (3, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
+    assert samples.shape == (3, 1, 32, 32) and samples.min() >= -1 and samples.max() <= 1
     assert cli.main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
     assert cli.main(["gan", "sample", "--checkpoint", str(tmp_path / "missing.pt"), "--n", "1",

@@ -211,3 +211,12 @@ def test_classifier_fid_on_real_digits(real_digits):
     assert metrics.classifier_fid(noise, second) > 10 * real_vs_real
     padded = torch.nn.functional.pad(first, (2, 2, 2, 2))  # (500, 1, 32, 32), centre-cropped back
     assert metrics.classifier_fid(padded, second) == pytest.approx(real_vs_real, rel=1e-6)
+
+
+def test_reference_digits_caps_only_when_asked(capsys):
+    available = len(metrics.reference_digits(1000, "test"))
+    with pytest.raises(ValueError, match="reference digits"):
+        metrics.reference_digits(available + 1, "test")
+    capped = metrics.reference_digits(available + 1, "test", allow_fewer=True)
+    assert capped.shape == (available, 1, 28, 28)
+    assert f"all {available} test digits" in capsys.readouterr().out

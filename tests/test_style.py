@@ -145,3 +145,24 @@ def test_cli_writes_the_stylized_image(tmp_path, monkeypatch, vgg):
     code = main(["stylize", str(content), str(painting), "-o", str(out), "--size", "32", "--steps", "2",
                  "--coarse-steps", "2", "--style-weight", "10", "--device", "cpu"])
     assert code == 0 and out.is_file()
+
+
+def test_tile_shuffle_keeps_shape_and_pixels_for_any_size():
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 27, 41, generator=gen)  # neither side a multiple of 4
+    shuffled = style.tile_shuffle(image, tiles=4, generator=gen)
+    assert shuffled.shape == image.shape
+    torch.testing.assert_close(shuffled.flatten().sort().values, image.flatten().sort().values)  # same pixels
+    torch.testing.assert_close(shuffled[..., 24:, :], image[..., 24:, :])  # the remainder stays in place
+    with pytest.raises(ValueError, match="too small"):
+        style.tile_shuffle(image[..., :3, :], tiles=4)
+
+
+def test_for_profile_scales_the_plain_lbfgs_budget_to_the_defaults():
+    from course_lib.runtime import get_profile
+    quick = get_profile("quick")
+    config = StyleConfig.for_profile(quick)
+    assert config.size == quick.image_size
+    assert config.steps == round(quick.style_steps * StyleConfig().steps / style.PLAIN_STEPS)
+    assert StyleConfig.for_profile(quick, steps=7).steps == 7  # overrides win
+    assert StyleConfig.for_profile(get_profile("smoke")).steps >= 1

@@ -99,6 +99,23 @@ def test_plot_curves_values_pairs_and_smoothing(tmp_path):
         viz.plot_curves({"a": [1.0]}, smooth=1.0)
 
 
+def test_plot_gan_curves_two_panels_with_undecided_guides(tmp_path):
+    history = {"step": [1, 10, 20], "loss_d": [1.4, 1.0, 0.8], "loss_g": [0.7, 1.2, 1.5],
+               "d_real": [0.5, 0.7, 0.8], "d_fake": [0.5, 0.3, 0.2]}
+    fig = viz.plot_gan_curves(history, smooth=0.5, title="run", save=tmp_path / "gan.png")
+    losses, beliefs = fig.axes
+    assert [t.get_text() for t in losses.get_legend().get_texts()] == ["loss D", "loss G"]
+    assert [t.get_text() for t in beliefs.get_legend().get_texts()] == ["D(x)", "D(G(z))"]
+    guides = [line.get_ydata()[0] for line in losses.lines if line.get_linestyle() == ":"]
+    assert guides == pytest.approx([2 * np.log(2), np.log(2)])  # an undecided D: 2 log 2 and log 2
+    assert list(losses.lines[0].get_xdata()) == [1, 10, 20] and (tmp_path / "gan.png").exists()
+    _, axes = plt.subplots(1, 2)
+    assert viz.plot_gan_curves(history, axes=axes) is axes[0].figure  # draws on given axes
+    with pytest.raises(ValueError, match="d_fake"):
+        viz.plot_gan_curves({k: v for k, v in history.items() if k != "d_fake"})
+    plt.close("all")
+
+
 def test_animate_grids_makes_html_and_gif(tmp_path):
     anim = viz.animate_grids([_batch(4, seed=s) for s in range(3)], titles=["0", "1", "2"],
                              save=tmp_path / "train.gif")
@@ -106,3 +123,24 @@ def test_animate_grids_makes_html_and_gif(tmp_path):
     assert Image.open(tmp_path / "train.gif").n_frames == 3
     with pytest.raises(ValueError, match="titles"):
         viz.animate_grids([_batch(4)], titles=["a", "b"])
+
+
+def test_interact_figure_draws_the_initial_values_and_redraws_on_change():
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    calls = []
+
+    def draw(t, name):
+        calls.append((t, name))
+        fig, ax = plt.subplots()
+        ax.set_title(f"{name} {t}")
+        return fig
+
+    slider = widgets.IntSlider(value=3, min=0, max=9)
+    first = viz.interact_figure(draw, t=slider, name=widgets.Dropdown(options=["a", "b"], value="b"))
+    assert calls == [(3, "b")] and first.axes[0].get_title() == "b 3"
+    slider.value = 5
+    assert calls[-1] == (5, "b")
+    with pytest.raises(ValueError, match="control"):
+        viz.interact_figure(draw)
