@@ -27,7 +27,7 @@ from .schedulers import (BETA_SCHEDULES, PREDICTIONS, SAMPLERS, DDIMScheduler, D
                          make_beta_schedule, make_scheduler, predict_eps, predict_x0, q_sample, snr)
 from .diffusion_edit import guided_output, inpaint, renoise, sample, sdedit
 from .runtime import get_device, get_profile, seed_everything
-from .train import EMA, Budget, check_finite, load_checkpoint, progress, save_checkpoint
+from .train import EMA, Budget, autocast, check_finite, load_checkpoint, progress, save_checkpoint
 from .unet import UNet
 
 __all__ = [
@@ -83,6 +83,7 @@ class DiffusionConfig:
     lr_decay: bool = True  # cosine decay to 10% over the budget (steps or seconds)
     grad_clip: float = 1.0
     ema_decay: float = 0.999  # with warm-up: min(decay, (1 + n) / (10 + n)) at update n
+    mixed_precision: bool = True  # bfloat16 autocast for the network in training where the hardware has it
 
     def __post_init__(self):
         self.channel_mults, self.attention_levels = tuple(self.channel_mults), tuple(self.attention_levels)
@@ -217,7 +218,8 @@ def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: 
                                     null_label=config.num_classes)
         eps = predict_eps(x0, xt, ab)  # the noise that x0 estimate implies
     target = {"eps": lambda: eps, "x0": lambda: x0, "v": lambda: ab.sqrt() * eps - (1 - ab).sqrt() * x0}
-    output = model(xt, t, labels)
+    with autocast(device, config.mixed_precision):
+        output = model(xt, t, labels).float()
     per_sample = (output - target[config.prediction]()).pow(2).mean(dim=(1, 2, 3))  # (B,)
     return (loss_weight(ab.flatten(), config) * per_sample).mean()
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, load_checkpoint, progress,
-                    save_checkpoint)
+from .train import (EMA, Budget, CheckpointError, TrainingDiverged, autocast, check_finite, load_checkpoint,
+                    progress, save_checkpoint)
 
 __all__ = [
     "DCGANConfig", "Generator", "Discriminator", "layer_shapes", "dcgan_init",
@@ -41,13 +41,15 @@ class DCGANConfig:
     image_size: int = 32  # 32 (MNIST padded by 2, the classic DCGAN: measured best), 28 (MNIST as is, lighter) or 64
     image_channels: int = 1
     latent_dim: int = 100  # nz: length of z
-    g_channels: int = 32  # ngf: width of G's last hidden layer (doubles towards the input)
+    g_channels: int = 48  # ngf: width of G's last hidden layer (doubles towards the input); measured best at 48 (vs 32, 64)
     d_channels: int = 32  # ndf: width of D's first layer (doubles towards the output)
     batch_size: int = 64
     lr_g: float = 2e-3  # paper: 2e-4
     lr_d: float = 2e-3  # paper: 2e-4
     betas: tuple[float, float] = (0.5, 0.99)  # paper: (0.5, 0.999)
     ema_decay: float = 0.99  # EMA of G's weights used for sampling (0 = off)
+    mixed_precision: bool = True  # bfloat16 autocast where the hardware has it (train.autocast): ~1.2x on CPU
+    channels_last: bool = True  # NHWC memory format, the layout oneDNN/cuDNN convolutions prefer: ~1.2x on CPU
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -268,7 +270,8 @@ def build_gan(config: DCGANConfig, device: torch.device | str = "cpu", *, num_fi
     net_g, net_d = Generator(config), Discriminator(config)
     net_g.apply(dcgan_init)
     net_d.apply(dcgan_init)
-    net_g, net_d = net_g.to(device), net_d.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    net_g, net_d = net_g.to(device, memory_format=memory_format), net_d.to(device, memory_format=memory_format)
     opt_g = torch.optim.Adam(net_g.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(net_d.parameters(), lr=config.lr_d, betas=config.betas)
     ema = EMA(net_g, config.ema_decay) if config.ema_decay > 0 else None
@@ -282,21 +285,25 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
     real: (B, C, S, S) in [-1, 1]; z: (B, latent_dim). Returns [loss_d, loss_g, D(x), D(G(z))] (detached).
     """
     net_g, net_d = run.net_g, run.net_d
-    fake = net_g(z)  # (B, C, S, S)
-    real_logits, fake_logits = net_d(real), net_d(fake.detach())  # (B,), (B,): G gets no gradient here
-    loss_d = discriminator_loss(real_logits, fake_logits)
+    with autocast(real.device, run.config.mixed_precision):
+        fake = net_g(z)  # (B, C, S, S)
+        real_logits, fake_logits = net_d(real), net_d(fake.detach())  # (B,), (B,): G gets no gradient here
+    loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
     run.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     run.opt_d.step()
     net_d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-    loss_g = generator_loss(net_d(fake))
+    with autocast(real.device, run.config.mixed_precision):
+        fake_logits_g = net_d(fake)
+    loss_g = generator_loss(fake_logits_g.float())
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     run.opt_g.step()
     net_d.requires_grad_(True)
     if run.ema is not None:
         run.ema.update(net_g, decay=min(run.ema.decay, (1 + run.step) / (10 + run.step)))  # warm-up
-    return torch.stack([loss_d, loss_g, real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()]).detach()
+    d_real, d_fake = real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()
+    return torch.stack([loss_d, loss_g, d_real, d_fake]).detach()
 
 
 def _budget_fraction(budget: Budget, step: int) -> float:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "Budget", "EMA", "TrainingDiverged", "CheckpointError",
-    "save_checkpoint", "load_checkpoint", "progress", "check_finite", "autocast",
+    "save_checkpoint", "load_checkpoint", "progress", "check_finite", "autocast", "cpu_has_bf16",
 ]
 
 FORMAT_VERSION = 1
@@ -195,8 +195,21 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", disable
     return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision in one place: bfloat16 autocast on CUDA, nothing elsewhere (float32 on CPU/MPS)."""
+def autocast(device: torch.device | str, enabled: bool = True):
+    """Mixed precision in one place: bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16 or
+    AMX, where oneDNN runs convolutions about 2x faster); float32 elsewhere (MPS, older CPUs). Weights stay
+    float32, so checkpoints and sampling are unaffected."""
+    device = torch.device(device)
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if enabled and device.type == "cpu" and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (oneDNN's own check)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

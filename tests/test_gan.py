@@ -136,6 +136,24 @@ def test_short_seeded_training_lowers_the_loss_and_is_reproducible(monkeypatch):
     assert again.history["loss_g"] == run.history["loss_g"]
 
 
+def test_fast_path_keeps_float32_weights_and_follows_the_float32_path(monkeypatch):
+    """channels_last + bfloat16 autocast (forced on, as on a CPU with native bf16) change speed, not the game:
+    the weights stay float32 (checkpoints, sampling), and one step gives nearly the float32 step's losses."""
+    from course_lib import train as train_module
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: True)
+    data, z = tiny_digits(8), torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+    stats = {}
+    for fast in (False, True):
+        torch.manual_seed(0)
+        run = gan.build_gan(tiny_config(mixed_precision=fast, channels_last=fast))
+        stats[fast] = gan.train_step(run, data, z)
+        assert all(p.dtype == torch.float32 for p in run.net_g.parameters())
+        conv = run.net_d.net[1][0].weight  # (2ndf, ndf, 4, 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == fast
+    assert stats[True].dtype == torch.float32
+    torch.testing.assert_close(stats[True], stats[False], atol=0.05, rtol=0.05)
+
+
 def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS", "0")
     path = tmp_path / "g.pt"

@@ -200,7 +200,13 @@ def test_progress_bar_can_be_switched_off(monkeypatch):
         assert bar.disable and list(bar) == [0, 1, 2]
 
 
-def test_autocast_does_nothing_on_cpu():
+def test_autocast_uses_bfloat16_on_cpu_only_where_the_hardware_has_it(monkeypatch):
     x = torch.ones(2, 2)
-    with train.autocast(torch.device("cpu")):
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    with train.autocast("cpu"):
+        assert (x @ x).dtype == torch.bfloat16
+    with train.autocast("cpu", enabled=False):
+        assert (x @ x).dtype == torch.float32
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    with train.autocast("cpu"):
         assert (x @ x).dtype == torch.float32
