@@ -41,7 +41,8 @@ class DCGANConfig:
     image_size: int = 32  # 32 (MNIST padded by 2, the classic DCGAN: measured best), 28 (MNIST as is, lighter) or 64
     image_channels: int = 1
     latent_dim: int = 100  # nz: length of z
-    g_channels: int = 48  # ngf: width of G's last hidden layer (doubles towards the input); measured best at 48 (vs 32, 64)
+    g_channels: int = 48  # ngf: width of G's last hidden layer (doubles towards the input); 48 beat 32 and tied 64
+    # (3-seed mean FID 32.1 vs 32.4 after 60 s) at fewer ms per step
     d_channels: int = 32  # ndf: width of D's first layer (doubles towards the output)
     batch_size: int = 64
     lr_g: float = 2e-3  # paper: 2e-4

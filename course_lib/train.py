@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import secrets
@@ -207,8 +208,9 @@ def autocast(device: torch.device | str, enabled: bool = True):
     return nullcontext()
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (oneDNN's own check)."""
+    """True when this CPU computes bfloat16 natively (oneDNN's own check; asked once, not on every step)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
