@@ -2,7 +2,8 @@
 inpainting and SDEdit. Everything here is re-exported by `course_lib.diffusion`.
 
 - `sample(model, scheduler, ...)`: x_T ~ N(0, I), then `scheduler.step` once per time step; any scheduler
-  (DDPM, DDIM) plugs in (the diffusers pipeline design). `guided_output` is classifier-free guidance.
+  (DDPM, DDIM) plugs in (the diffusers pipeline design). `guided_output` is classifier-free guidance;
+  `AutoGuidance` guides any model, unconditional ones too, by a weaker copy of itself.
 - `inpaint`: fill the unknown pixels of an image. At every step the known pixels of x_t are replaced by the
   original image noised to the same level t (q(x_t | x_0), Ho et al. 2020, eq. 4), so the model only ever
   invents the rest, and invents it to fit (Lugmayr et al. 2022, RePaint, eq. 8; its "resampling" goes back and
@@ -19,7 +20,7 @@ import torch
 
 from .train import progress
 
-__all__ = ["guided_output", "sample", "inpaint", "sdedit", "renoise", "draw_strokes", "half_mask"]
+__all__ = ["guided_output", "AutoGuidance", "sample", "inpaint", "sdedit", "renoise", "draw_strokes", "half_mask"]
 
 
 def guided_output(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
@@ -37,6 +38,51 @@ def guided_output(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, lab
     null = torch.full_like(labels, model.num_classes)
     out_u, out_c = model(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, labels])).chunk(2)  # one batch
     return out_u + guidance * (out_c - out_u)
+
+
+class AutoGuidance(torch.nn.Module):
+    """Autoguidance (Karras et al. 2024, eq. 2): guide a model by a weaker version of itself,
+
+        out = out_weak + w (out_model - out_weak),
+
+    the extrapolation of classifier-free guidance with the weak model in place of the unconditional one, so it
+    needs no labels. The weak model (here: the same network earlier in training, `TrainResult.weak_model`) makes
+    the same kinds of mistakes as the good one, only more of them; stepping away from it removes them, where
+    classifier-free guidance also pulls every sample towards the most typical digit of its class.
+    w = 1 is the model alone, w = 0 the weak model.
+
+    interval = (lo, hi): guide only where the noise level sigma_t = sqrt((1 - ab_t) / ab_t) lies in [lo, hi], the
+    model alone elsewhere ("guidance in a limited interval", Kynkaanniemi et al. 2024; on our digits, guiding the
+    last, least noisy steps made samples worse); needs the schedule's `alpha_bar` (T,). None: guide at every step.
+
+    The wrapper is itself a model: `sample`, `inpaint`, `sdedit` and `evaluate` take it as they are. It costs a
+    second network call at each guided step.
+    """
+
+    def __init__(self, model: torch.nn.Module, weak: torch.nn.Module, guidance: float, *,
+                 interval: tuple[float, float] | None = None, alpha_bar: torch.Tensor | None = None):
+        super().__init__()
+        if not isinstance(guidance, (int, float)) or guidance < 0:
+            raise ValueError(f"autoguidance scale must be a number >= 0 (1 = the model alone), got {guidance!r}")
+        if interval is not None and (alpha_bar is None or not 0 <= interval[0] < interval[1]):
+            raise ValueError(f"interval must be (lo, hi) noise levels with 0 <= lo < hi, given with the schedule's "
+                             f"alpha_bar; got interval={interval!r}, alpha_bar {'missing' if alpha_bar is None else 'given'}")
+        self.model, self.weak, self.guidance, self.interval = model, weak, float(guidance), interval
+        self.num_classes = getattr(model, "num_classes", None)
+        # sigma_t for every t (T,), a buffer: it follows the model's device
+        sigma = ((1 - alpha_bar) / alpha_bar).sqrt().float() if alpha_bar is not None else torch.zeros(0)
+        self.register_buffer("sigma", sigma, persistent=False)
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.model(xt, t, labels)
+        guided = torch.ones(t.shape, dtype=torch.bool, device=t.device)  # (B,)
+        if self.interval is not None:
+            sigma = self.sigma.to(t.device)[t]
+            guided = (sigma >= self.interval[0]) & (sigma <= self.interval[1])
+        if self.guidance == 1.0 or not guided.any():
+            return out
+        out_weak = self.weak(xt, t, labels)
+        return torch.where(guided.reshape(-1, 1, 1, 1), out_weak + self.guidance * (out - out_weak), out)
 
 
 def _check_labels(model: torch.nn.Module, labels, n: int, device) -> torch.Tensor | None:

@@ -222,6 +222,44 @@ def test_guidance_w0_is_unconditional_and_w1_is_conditional():
         torch.testing.assert_close(model(xt, t), out_u)  # no labels = the null label
 
 
+def _perturbed(seed: int, **overrides) -> torch.nn.Module:
+    model = tiny_model(**overrides)
+    with torch.no_grad():  # a fresh U-Net outputs 0 (zero-initialized last layers): make each one differ
+        generator = torch.Generator().manual_seed(seed)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    return model
+
+
+def test_autoguidance_w1_is_the_model_w0_the_weak_one_and_linear_between():
+    model, weak = _perturbed(1), _perturbed(2)
+    xt, t = torch.randn(3, 1, 8, 8), torch.tensor([5, 500, 900])
+    with torch.no_grad():
+        out, out_weak = model(xt, t), weak(xt, t)
+        assert not torch.allclose(out, out_weak)
+        torch.testing.assert_close(D.AutoGuidance(model, weak, 1.0)(xt, t), out)
+        torch.testing.assert_close(D.AutoGuidance(model, weak, 0.0)(xt, t), out_weak)
+        torch.testing.assert_close(D.AutoGuidance(model, weak, 3.0)(xt, t), out_weak + 3 * (out - out_weak))
+    alpha_bar = D.DDIMScheduler(T).alpha_bar
+    sigma = ((1 - alpha_bar) / alpha_bar).sqrt()  # increasing in t
+    t = torch.tensor([int((sigma < 0.3).sum()) - 1, 500, int((sigma <= 20).sum())])  # below, inside, above [0.3, 20]
+    assert sigma[t[0]] < 0.3 and 0.3 <= sigma[t[1]] <= 20 and sigma[t[2]] > 20
+    with torch.no_grad():
+        out, out_weak = model(xt, t), weak(xt, t)
+        within = D.AutoGuidance(model, weak, 3.0, interval=(0.3, 20.0), alpha_bar=alpha_bar)(xt, t)
+        torch.testing.assert_close(within[[0, 2]], out[[0, 2]])  # outside the interval: the model alone
+        torch.testing.assert_close(within[1], out_weak[1] + 3 * (out[1] - out_weak[1]))
+    with pytest.raises(ValueError, match="alpha_bar"):
+        D.AutoGuidance(model, weak, 2.0, interval=(0.3, 20.0))
+    guided = D.autoguided(model, weak, tiny_config())
+    assert guided.guidance == D.AUTOGUIDANCE and guided.interval == D.AUTOGUIDANCE_INTERVAL
+    samples = D.sample(guided, D.DDIMScheduler(T), n=2, num_steps=3, image_size=8,
+                       generator=torch.Generator().manual_seed(0))  # a wrapper is a model for the sampling loop
+    assert samples.shape == (2, 1, 8, 8) and samples.abs().max() <= 1
+    with pytest.raises(ValueError, match="autoguidance scale"):
+        D.AutoGuidance(model, weak, -1.0)
+
+
 def test_labels_out_of_range_or_on_unconditional_model_raise():
     conditional, plain = tiny_model(num_classes=10), tiny_model()
     with pytest.raises(ValueError, match=r"\[0, 9\]"):
@@ -313,6 +351,28 @@ def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
         D.train_diffusion(config, images, budget=Budget(max_steps=1), disable_progress=True)
 
 
+def test_training_keeps_the_weak_model_of_autoguidance_and_the_checkpoint_round_trips_it(tmp_path):
+    config = tiny_config(weak_model_at=0.5, lr=1e-2)
+    path = tmp_path / "d.pt"
+    result = D.train_diffusion(config, torch.rand(16, 1, 8, 8), budget=Budget(max_steps=6), checkpoint=path,
+                               generator=torch.Generator().manual_seed(0), disable_progress=True)
+    assert result.weak_model is not None and not result.weak_model.training
+    xt, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 700])
+    with torch.no_grad():
+        assert not torch.allclose(result.weak_model(xt, t), result.ema_model(xt, t))  # taken at step 3, not 6
+        loaded, _, info = D.load_diffusion(path)
+        torch.testing.assert_close(info["weak_model"](xt, t), result.weak_model(xt, t), rtol=0, atol=0)
+        torch.testing.assert_close(D.autoguided(loaded, info["weak_model"], config, 2.0)(xt, t),
+                                   result.autoguided(2.0)(xt, t), rtol=0, atol=0)
+    none = D.train_diffusion(tiny_config(weak_model_at=None), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1),
+                             disable_progress=True)
+    assert none.weak_model is None
+    with pytest.raises(ValueError, match="weak model"):
+        none.autoguided()
+    with pytest.raises(ValueError, match="weak_model_at"):
+        tiny_config(weak_model_at=1.5)
+
+
 def test_training_stops_on_nan():
     config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
     with pytest.raises(Exception, match="became"):
@@ -392,6 +452,16 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
                      "--out", str(out)]) == 2  # more steps than T: a clear error, exit code 2
     assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "2", "--n", "1", "--label", "12",
                      "--out", str(out)]) == 2
+    uncond = tmp_path / "u.pt"  # unconditional: --guidance means autoguidance by the stored weak model
+    assert cli.main(["diffusion", "train", "--profile", "smoke", "--steps", "2", "--out", str(uncond),
+                     "--device", "cpu"]) == 0
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
+                     "--guidance", "3", "--out", str(out), "--device", "cpu"]) == 0
+    assert torch.load(out, weights_only=True).shape == (2, 1, 28, 28)
+    model, config, _ = D.load_diffusion(uncond)
+    D.save_diffusion(uncond, model, config)  # an older checkpoint, without the weak model
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
+                     "--guidance", "3", "--out", str(out)]) == 2
 
 
 # ---------------------------------------------------------------- the notebook's self-checks

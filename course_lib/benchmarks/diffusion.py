@@ -1,12 +1,13 @@
 """Diffusion benchmarks (issue 5): what `quick` training reaches, DDPM vs DDIM, and guidance accuracy.
 
-1. Train the default `DiffusionConfig` from scratch for the profile's `diffusion_seconds` (300 s in `quick`),
-   seeded, then judge N DDIM-50 samples (FID against real test digits, recognizable share, classes).
+1. Train the default (unconditional) `DiffusionConfig` from scratch for the profile's `diffusion_seconds`
+   (300 s in `quick`), seeded, then judge N DDIM-50 samples (FID against real test digits, recognizable share,
+   classes), plain and with autoguidance by the weak model that training kept.
 2. On that same model and the same starting noise: wall time of DDPM-1000 and DDIM-50/25/10, and the FID of
    each at one shared N (DDPM-1000 on N digits costs 1000 N network calls, so N is smaller here; FID is only
    compared at equal N).
-3. The shipped class-conditional checkpoint: share of samples asked for digit d that the judge reads as d,
-   with classifier-free guidance.
+3. The class-conditional model trained the same way for the same time: share of samples asked for digit d that
+   the judge reads as d under classifier-free guidance, and the judge's scores of those samples (digits 0-9 in turn).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .. import diffusion as D
 from .. import metrics
 from ..bench import BenchContext, Row
 from ..data import load_mnist
-from ..runtime import checkpoint_path, seed_everything
+from ..runtime import seed_everything
 from ..train import Budget
 
 __all__ = ["run", "GUIDANCE", "COMPARE_N"]
@@ -27,11 +28,18 @@ GUIDANCE = 2.0  # classifier-free guidance scale of the conditional benchmark
 COMPARE_N = {"smoke": 20, "quick": 250, "full": 1000}  # samples per sampler in the DDPM-vs-DDIM comparison
 
 
-def _train(ctx: BenchContext) -> D.TrainResult:
+def _train(ctx: BenchContext, *, conditional: bool = False) -> D.TrainResult:
     generator = seed_everything(0)
-    data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit)
+    data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit, verbose=not conditional)
     budget = Budget(max_steps=ctx.profile.diffusion_steps, max_seconds=ctx.profile.diffusion_seconds)
-    return D.train_diffusion(D.DiffusionConfig(), data.images, budget=budget, device=ctx.device, generator=generator)
+    config = D.DiffusionConfig(num_classes=10 if conditional else None)
+    return D.train_diffusion(config, data.images, data.labels, budget=budget, device=ctx.device, generator=generator)
+
+
+def _judged(what: str, scores: dict, n: int) -> list[Row]:
+    return [Row("diffusion", f"{what}: FID", scores["fid"], "", n, "<= 40"),
+            Row("diffusion", f"{what}: recognizable", scores["recognizable"], "", n, ">= 0.70"),
+            Row("diffusion", f"{what}: classes", scores["classes"], "", n, "10")]
 
 
 def _timed_samples(model, config, sampler: str, steps: int, noise: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -63,28 +71,24 @@ def _samplers(ctx: BenchContext, result: D.TrainResult, reference: torch.Tensor)
 
 
 def _conditional(ctx: BenchContext) -> list[Row]:
-    path = checkpoint_path("ddpm_mnist_cond.pt")
-    if not path.is_file():
-        return [Row("diffusion", f"conditional accuracy: {path.name} missing", float("nan"), "", None, ">= 0.90")]
-    model, config, _ = D.load_diffusion(path, device=ctx.device)
-    n = ctx.profile.judge_samples
-    scores = D.evaluate(model, config, n=n, labels="all", guidance=GUIDANCE, seed=0)
-    what = f"conditional model, guidance w={GUIDANCE:g}, DDIM-50"
-    return [Row("diffusion", f"{what}: judged as the digit asked for", scores["label_accuracy"], "", n, ">= 0.90"),
-            Row("diffusion", f"{what}: FID", scores["fid"], "", n),
-            Row("diffusion", f"{what}: recognizable", scores["recognizable"], "", n)]
+    result = _train(ctx, conditional=True)
+    seconds, n = ctx.profile.diffusion_seconds, ctx.profile.judge_samples
+    scores = D.evaluate(result.ema_model, result.config, n=n, labels="all", guidance=GUIDANCE, seed=0)
+    what = f"conditional, {seconds:g} s, guidance w={GUIDANCE:g}, DDIM-50"
+    return [Row("diffusion", f"conditional training: steps in {seconds:g} s (seed 0)", result.steps, "steps"),
+            Row("diffusion", f"{what}: judged as the digit asked for", scores["label_accuracy"], "", n, ">= 0.90"),
+            *_judged(what, scores, n)]
 
 
 def run(ctx: BenchContext) -> list[Row]:
-    seconds = ctx.profile.diffusion_seconds
+    seconds, n = ctx.profile.diffusion_seconds, ctx.profile.judge_samples
     result = _train(ctx)
     rows = [Row("diffusion", f"training: steps in {seconds:g} s (default DiffusionConfig, seed 0)", result.steps, "steps")]
-    n = ctx.profile.judge_samples
-    scores = D.evaluate(result.ema_model, result.config, n=n, seed=0)
     what = f"DDIM-50 after {seconds:g} s of {ctx.profile.name} training"
-    rows += [Row("diffusion", f"{what}: FID", scores["fid"], "", n, "<= 40"),
-             Row("diffusion", f"{what}: recognizable", scores["recognizable"], "", n, ">= 0.70"),
-             Row("diffusion", f"{what}: classes", scores["classes"], "", n, "10")]
+    rows += _judged(f"{what}, unconditional", D.evaluate(result.ema_model, result.config, n=n, seed=0), n)
+    autoguided = result.autoguided()
+    rows += _judged(f"{what}, unconditional + autoguidance w={autoguided.guidance:g}",
+                    D.evaluate(autoguided, result.config, n=n, seed=0), n)
     reference = metrics.reference_digits(1000)
     rows += _samplers(ctx, result, reference)
     rows += _conditional(ctx)
