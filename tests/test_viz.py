@@ -144,3 +144,12 @@ def test_interact_figure_draws_the_initial_values_and_redraws_on_change():
     assert calls[-1] == (5, "b")
     with pytest.raises(ValueError, match="control"):
         viz.interact_figure(draw)
+
+
+@pytest.mark.parametrize("n, nrow, padding", [(6, 4, 2), (1, 8, 2), (7, 3, 0), (10, 10, 1)])
+def test_image_grid_matches_torchvision_make_grid(n, nrow, padding):
+    from torchvision.utils import make_grid
+
+    x = torch.rand(n, 3, 5, 6, generator=torch.Generator().manual_seed(n))
+    expected = make_grid(x, nrow=min(nrow, n), padding=padding, pad_value=1.0)
+    assert torch.equal(viz.image_grid(x, nrow=nrow, padding=padding), expected)
