@@ -5,7 +5,7 @@
    classes), plain and with autoguidance by the weak model that training kept.
 2. On that same model and the same starting noise: wall time of DDPM-1000 and DDIM-50/25/10, and the FID of
    each at one shared N (DDPM-1000 on N digits costs 1000 N network calls, so N is smaller here; FID is only
-   compared at equal N).
+   compared at equal N); then the same comparison for the model with autoguidance, the way it is sampled.
 3. The class-conditional model trained the same way for the same time: share of samples asked for digit d that
    the judge reads as d under classifier-free guidance, and the judge's scores of those samples (digits 0-9 in turn).
 """
@@ -54,19 +54,20 @@ def _timed_samples(model, config, sampler: str, steps: int, noise: torch.Tensor)
     return x.cpu(), time.perf_counter() - start
 
 
-def _samplers(ctx: BenchContext, result: D.TrainResult, reference: torch.Tensor) -> list[Row]:
+def _samplers(ctx: BenchContext, model, config, reference: torch.Tensor, what: str) -> list[Row]:
     n = COMPARE_N.get(ctx.profile.name, 250)
     noise = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(2)).to(ctx.device)
-    runs = {f"{s.upper()}-{k}": _timed_samples(result.ema_model, result.config, s, k, noise)
+    runs = {f"{s.upper()}-{k}": _timed_samples(model, config, s, k, noise)
             for s, k in (("ddpm", 1000), ("ddim", 50), ("ddim", 25), ("ddim", 10))}
     fids = {name: metrics.classifier_fid(x, reference) for name, (x, _) in runs.items()}
     rows = []
     for name, (_, seconds) in runs.items():
-        rows.append(Row("diffusion", f"{name} sampling time, same model and batch", seconds, "s", n))
-        rows.append(Row("diffusion", f"{name} FID (same noise, N={n})", fids[name], "", n))
+        rows.append(Row("diffusion", f"{what}: {name} sampling time, same batch", seconds, "s", n))
+        rows.append(Row("diffusion", f"{what}: {name} FID (same noise, N={n})", fids[name], "", n))
     speedup = runs["DDPM-1000"][1] / runs["DDIM-50"][1]
-    rows.append(Row("diffusion", "DDIM-50 speed-up over DDPM-1000", speedup, "x", n, ">= 15"))
-    rows.append(Row("diffusion", "DDIM-50 FID / DDPM-1000 FID", fids["DDIM-50"] / fids["DDPM-1000"], "", n, "<= 1.5"))
+    rows.append(Row("diffusion", f"{what}: DDIM-50 speed-up over DDPM-1000", speedup, "x", n, ">= 15"))
+    rows.append(Row("diffusion", f"{what}: DDIM-50 FID / DDPM-1000 FID", fids["DDIM-50"] / fids["DDPM-1000"], "", n,
+                    "<= 1.5"))
     return rows
 
 
@@ -90,6 +91,7 @@ def run(ctx: BenchContext) -> list[Row]:
     rows += _judged(f"{what}, unconditional + autoguidance w={autoguided.guidance:g}",
                     D.evaluate(autoguided, result.config, n=n, seed=0), n)
     reference = metrics.reference_digits(1000)
-    rows += _samplers(ctx, result, reference)
+    rows += _samplers(ctx, result.ema_model, result.config, reference, "unconditional")
+    rows += _samplers(ctx, autoguided, result.config, reference, "autoguided")
     rows += _conditional(ctx)
     return rows
