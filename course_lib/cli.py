@@ -94,7 +94,8 @@ def _add_diffusion(sub) -> None:
     s.add_argument("--label", type=int, default=None,
                    help="digit to draw (conditional models; default: digits 0-9 in turn)")
     s.add_argument("--guidance", type=float, default=None,
-                   help="guidance scale w: classifier-free on a conditional model, autoguidance on an unconditional one")
+                   help="guidance scale w: classifier-free on a conditional model (default: none); autoguidance on an "
+                        "unconditional one (default 2.5; 1 = the model alone)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     s.add_argument("--out", required=True, help=".pt (float tensor (N, 1, H, W) in [-1, 1]) or .png (grid)")
     s.add_argument("--seed", type=int, default=0)

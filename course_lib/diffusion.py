@@ -495,11 +495,11 @@ def _cli_sample(args) -> int:
 
     device = get_device(args.device)
     model, config, info = load_diffusion(args.checkpoint, device=device)
-    if args.guidance is not None and not config.conditional:  # autoguidance by the stored weak model
-        if info["weak_model"] is None:
-            raise ValueError(f"--guidance on an unconditional model needs the weak model of autoguidance, and "
-                             f"{args.checkpoint} has none: retrain it with this version, or train with --conditional")
-        model = autoguided(model, info["weak_model"], config, args.guidance)
+    if not config.conditional and info["weak_model"] is not None:  # autoguidance, w = AUTOGUIDANCE unless given
+        model = autoguided(model, info["weak_model"], config, args.guidance)  # --guidance 1: the model alone
+    elif args.guidance is not None and not config.conditional:
+        raise ValueError(f"--guidance on an unconditional model needs the weak model of autoguidance, and "
+                         f"{args.checkpoint} has none: retrain it with this version, or train with --conditional")
     labels = args.label if args.label is not None else ("all" if config.conditional else None)
     scheduler = scheduler_for(config, args.sampler, eta=args.eta)
     samples = sample(model, scheduler, n=args.n, num_steps=args.steps, labels=_all_labels(labels, args.n),

@@ -458,6 +458,12 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
     assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
                      "--guidance", "3", "--out", str(out), "--device", "cpu"]) == 0
     assert torch.load(out, weights_only=True).shape == (2, 1, 28, 28)
+    drawn = {}
+    for guidance in (None, "1"):  # autoguided by default; --guidance 1 is the model alone
+        assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2", "--out",
+                         str(out), "--device", "cpu"] + (["--guidance", guidance] if guidance else [])) == 0
+        drawn[guidance] = torch.load(out, weights_only=True)
+    assert not torch.equal(drawn[None], drawn["1"])
     model, config, _ = D.load_diffusion(uncond)
     D.save_diffusion(uncond, model, config)  # an older checkpoint, without the weak model
     assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
