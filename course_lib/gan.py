@@ -451,13 +451,16 @@ def _from_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-def save_gan(path: str | Path, run: GANResult, **extra) -> Path:
-    """Checkpoint everything needed to sample or to resume: G, D, EMA, optimizers, history, snapshots."""
+def save_gan(path: str | Path, run: GANResult, *, optimizers: bool = True, **extra) -> Path:
+    """Checkpoint everything needed to sample or to resume: G, D, EMA, optimizers, history, snapshots.
+    optimizers=False leaves out Adam's moments (half the file; for shipped checkpoints): resuming from such a
+    checkpoint starts them afresh."""
     def cpu(state: dict) -> dict:
         return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in state.items()}
 
-    state = {"net_g": cpu(run.net_g.state_dict()), "net_d": cpu(run.net_d.state_dict()),
-             "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict()}
+    state = {"net_g": cpu(run.net_g.state_dict()), "net_d": cpu(run.net_d.state_dict())}
+    if optimizers:
+        state.update(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict())
     if run.ema is not None:
         state["ema"] = cpu(run.ema.model.state_dict())
     snapshots = {"steps": [s for s, _ in run.snapshots],
@@ -482,8 +485,9 @@ def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResu
     run.net_g.to(device), run.net_d.to(device)
     if run.ema is not None:
         run.ema.model.to(device)
-    run.opt_g.load_state_dict(state["opt_g"])  # after .to(device): Adam's moments follow the parameters
-    run.opt_d.load_state_dict(state["opt_d"])
+    if "opt_g" in state:  # after .to(device): Adam's moments follow the parameters
+        run.opt_g.load_state_dict(state["opt_g"])
+        run.opt_d.load_state_dict(state["opt_d"])
     run.fixed_noise = ckpt["fixed_noise"].to(device)
     run.history = {k: list(v) for k, v in ckpt["history"].items()}
     images = ckpt["snapshots"]["images"]
