@@ -18,7 +18,7 @@ import torch
 
 from .runtime import Profile, get_device, get_profile
 
-__all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table"]
+__all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table", "timed"]
 
 GROUPS = ("judge", "gan", "diffusion", "style")
 
@@ -44,6 +44,17 @@ class BenchContext:
     data_root: Path
     assets: Path | None  # folder of style paintings for manual/bench checks, or None
     work_dir: Path  # scratch folder for checkpoints and outputs made by the benchmarks
+
+
+def timed(fn, device: torch.device | str):
+    """(fn(), its wall time in seconds). On CUDA, waits for the queued kernels before and after: without it the
+    clock would stop while the GPU is still working."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - start
 
 
 def _default_assets() -> Path | None:

@@ -11,13 +11,12 @@
 """
 from __future__ import annotations
 
-import time
 
 import torch
 
 from .. import diffusion as D
 from .. import metrics
-from ..bench import BenchContext, Row
+from ..bench import BenchContext, Row, timed
 from ..data import load_mnist
 from ..runtime import seed_everything
 from ..train import Budget
@@ -45,13 +44,9 @@ def _judged(what: str, scores: dict, n: int) -> list[Row]:
 def _timed_samples(model, config, sampler: str, steps: int, noise: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Samples from the given starting noise (one batch) and the wall time they took."""
     scheduler = D.scheduler_for(config, sampler)
-    if noise.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    x = D.sample(model, scheduler, xt=noise.clone(), num_steps=steps, generator=torch.Generator().manual_seed(1))
-    if noise.device.type == "cuda":
-        torch.cuda.synchronize()
-    return x.cpu(), time.perf_counter() - start
+    x, seconds = timed(lambda: D.sample(model, scheduler, xt=noise.clone(), num_steps=steps,
+                                        generator=torch.Generator().manual_seed(1)), noise.device)
+    return x.cpu(), seconds
 
 
 def _samplers(ctx: BenchContext, model, config, reference: torch.Tensor, what: str) -> list[Row]:

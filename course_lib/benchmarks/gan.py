@@ -7,12 +7,8 @@
 """
 from __future__ import annotations
 
-import time
-
-import torch
-
 from .. import gan
-from ..bench import BenchContext, Row
+from ..bench import BenchContext, Row, timed
 from ..data import load_mnist
 from ..runtime import checkpoint_path, seed_everything
 from ..train import Budget
@@ -32,14 +28,8 @@ def _train(ctx: BenchContext) -> gan.GANResult:
 def _sampling_rate(net_g: gan.Generator, n: int = 5000) -> float:
     """Images per second drawn by G in eval mode (one warm-up batch first)."""
     gan.sample(net_g, 500)
-    device = next(net_g.parameters()).device
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    gan.sample(net_g, n)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - start)
+    _, seconds = timed(lambda: gan.sample(net_g, n), next(net_g.parameters()).device)
+    return n / seconds
 
 
 def _judged(what: str, scores: dict) -> list[Row]:

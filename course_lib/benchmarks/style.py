@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import style as S
-from ..bench import BenchContext, Row
+from ..bench import BenchContext, Row, timed
 from ..data import example_image, load_image, style_image
 from ..perceptual import VGG19Features, optimize_image
 from ..viz import save_image
@@ -109,13 +109,8 @@ def _seconds_per_step(device: torch.device, size: int, painting: torch.Tensor, s
     photo = example_image("astronaut", size).to(device)
     loss_fn = S._gatys_loss(vgg, photo, [painting.to(device)], [1.0], config)
     optimize_image(loss_fn, photo, steps=1, progress=False)  # warm-up (allocator, kernels)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    optimize_image(loss_fn, photo, steps=steps, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+    _, seconds = timed(lambda: optimize_image(loss_fn, photo, steps=steps, progress=False), device)
+    return seconds / steps
 
 
 def _gpu_row(device: torch.device) -> list[Row]:
@@ -126,9 +121,7 @@ def _gpu_row(device: torch.device) -> list[Row]:
     photo = example_image("astronaut", 512).to(device)
     painting = style_image("starry_night", 512, download=False).to(device)
     S.stylize(photo, painting, S.StyleConfig(size=64, steps=2, num_scales=1), progress=False)  # warm-up
-    torch.cuda.synchronize()
-    result = S.stylize(photo, painting, config, progress=False)
-    torch.cuda.synchronize()
+    result, _ = timed(lambda: S.stylize(photo, painting, config, progress=False), device)
     return [Row("style", "512 px, 300 L-BFGS steps on the GPU", result.seconds, "s", 1, "<= 10 (H100-class)")]
 
 
