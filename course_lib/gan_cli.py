@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .data import load_mnist
-from .gan import DCGANConfig, evaluate, load_gan, prepare_mnist, sample, train_gan
+from .gan import default_config, evaluate, load_gan, prepare_mnist, sample, train_gan
 from .runtime import get_device, get_profile, seed_everything
 from .train import Budget, TrainingDiverged
 from .viz import save_image
@@ -37,7 +37,7 @@ def _cli_train(args) -> int:
     device = get_device(args.device)
     profile = get_profile(args.profile, device=device)
     generator = seed_everything(args.seed)
-    config = load_gan(args.resume).config if args.resume else DCGANConfig()
+    config = load_gan(args.resume).config if args.resume else default_config(device)
     mnist = load_mnist(args.data, "train", limit=profile.mnist_limit)
     images = prepare_mnist(mnist.images, config.image_size)
     print(f"{config}\n{len(images)} digits ({mnist.source}), device={device}, profile={profile.name}")

@@ -66,6 +66,14 @@ def test_bad_inputs_raise_clear_errors():
         gan.prepare_mnist(torch.rand(2, 28, 28))
 
 
+@pytest.mark.parametrize("device, has_bf16, fp32_cpu", [("cpu", False, True), ("cpu", True, False),
+                                                         ("cuda", False, False), ("mps", False, False)])
+def test_default_config_narrows_the_networks_only_on_a_cpu_without_bf16(monkeypatch, device, has_bf16, fp32_cpu):
+    monkeypatch.setattr(gan, "cpu_has_bf16", lambda: has_bf16)
+    assert gan.default_config(device) == gan.DCGANConfig(**(gan.FP32_CPU_WIDTHS if fp32_cpu else {}))
+    assert gan.default_config(device, g_channels=8, batch_size=16).g_channels == 8  # overrides win
+
+
 def test_prepare_mnist_ranges_and_padding():
     x = torch.rand(3, 1, 28, 28)
     padded = gan.prepare_mnist(x, 32)

@@ -1,7 +1,8 @@
 """GAN benchmarks (issue 4): what `quick` training reaches in its budget, and how fast G and D run.
 
-1. Train the default `DCGANConfig` from scratch for the profile's `gan_seconds` (60 s in `quick`), seeded, then
-   judge N samples of the EMA generator (FID against real test digits, recognizable share, classes).
+1. Train `gan.default_config(device)` (the recipe for this hardware) from scratch for the profile's
+   `gan_seconds` (60 s in `quick`), seeded, then judge N samples of the EMA generator (FID against real test
+   digits, recognizable share, classes).
 2. Throughput: training images/s of that run, and sampling images/s of its generator (eval mode, batch 500).
 3. The shipped checkpoint's scores, for comparison with the row of 1.
 """
@@ -18,7 +19,7 @@ __all__ = ["run"]
 
 def _train(ctx: BenchContext) -> gan.GANResult:
     generator = seed_everything(0)
-    config = gan.DCGANConfig()
+    config = gan.default_config(ctx.device)
     data = load_mnist(ctx.data_root, "train", limit=ctx.profile.mnist_limit)
     images = gan.prepare_mnist(data.images, config.image_size)
     budget = Budget(max_steps=ctx.profile.gan_steps, max_seconds=ctx.profile.gan_seconds)
@@ -42,7 +43,8 @@ def _judged(what: str, scores: dict) -> list[Row]:
 def run(ctx: BenchContext) -> list[Row]:
     result = _train(ctx)
     seconds, n = ctx.profile.gan_seconds, ctx.profile.judge_samples
-    rows = [Row("gan", f"training: steps in {seconds:g} s (default DCGANConfig, seed 0)", result.step, "steps"),
+    widths = f"ngf {result.config.g_channels}, ndf {result.config.d_channels}"
+    rows = [Row("gan", f"training: steps in {seconds:g} s (gan.default_config: {widths}, seed 0)", result.step, "steps"),
             Row("gan", "training throughput", result.images_per_second, "images/s"),
             Row("gan", "sampling throughput (eval mode, batch 500)", _sampling_rate(result.sampler), "images/s")]
     rows += _judged(f"after {seconds:g} s of {ctx.profile.name} training", gan.evaluate(result.sampler, n=n, seed=0))
