@@ -61,6 +61,9 @@ def _add_gan(sub) -> None:
     t.add_argument("--out", required=True, help="checkpoint path to write")
     t.add_argument("--judge", type=int, default=0, metavar="N",
                    help="after training, score N samples with the digit judge (written to OUT.json)")
+    for flag, what in (("--latent-dim", "nz, the length of z"), ("--g-channels", "ngf, G's width"),
+                       ("--d-channels", "ndf, D's width")):
+        t.add_argument(flag, type=int, default=None, help=f"{what} (default: gan.default_config for the device)")
     s = gsub.add_parser("sample", help="sample images from a checkpoint")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--n", type=int, default=64)

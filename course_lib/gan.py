@@ -41,7 +41,11 @@ class DCGANConfig:
 
     image_size: int = 32  # 32 (MNIST padded by 2, the classic DCGAN: measured best), 28 (MNIST as is, lighter) or 64
     image_channels: int = 1
-    latent_dim: int = 100  # nz: length of z
+    latent_dim: int = 8  # nz: length of z; paper: 100. A digit varies in few ways (which digit, slant, width, stroke)
+    # and G learns faster from a short z. ngf 48, ndf 32, 2,091 steps in float32: FID 23.0 / 25.2 against
+    # 34.9 / 36.1 with 100 (seeds 0 / 1, N = 1,000). ngf 24, ndf 16, 60 s on a float32 CPU: 32.7 / 30.3 / 32.8 /
+    # 46.1 against 52.1 / 68.2 / 65.2 / 69.2 (seeds 0-3). Mean FID of seeds 0 and 1 after 1,300 steps at ngf 24,
+    # ndf 16, by nz: 4: 46, 6: 38, 8: 32, 10: 43, 12: 45, 16: 45, 32: 54, 100: 63
     g_channels: int = 48  # ngf: width of G's last hidden layer (doubles towards the input); 48 beat 32 and tied 64
     # (3-seed mean FID 32.1 vs 32.4 after 60 s) at fewer ms per step
     d_channels: int = 32  # ndf: width of D's first layer (doubles towards the output)

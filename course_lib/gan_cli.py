@@ -37,7 +37,11 @@ def _cli_train(args) -> int:
     device = get_device(args.device)
     profile = get_profile(args.profile, device=device)
     generator = seed_everything(args.seed)
-    config = load_gan(args.resume).config if args.resume else default_config(device)
+    overrides = {k: getattr(args, k) for k in ("latent_dim", "g_channels", "d_channels") if getattr(args, k) is not None}
+    if args.resume and overrides:
+        print(f"error: --resume trains with the checkpoint's own config; drop {sorted(overrides)}", file=sys.stderr)
+        return 2
+    config = load_gan(args.resume).config if args.resume else default_config(device, **overrides)
     mnist = load_mnist(args.data, "train", limit=profile.mnist_limit)
     images = prepare_mnist(mnist.images, config.image_size)
     print(f"{config}\n{len(images)} digits ({mnist.source}), device={device}, profile={profile.name}")
@@ -61,6 +65,7 @@ def _cli_train(args) -> int:
 def _command(args) -> str:
     """The training command, rebuilt from its arguments (recorded beside the checkpoint)."""
     flags = [("--profile", args.profile), ("--seconds", args.seconds), ("--steps", args.steps),
+             ("--latent-dim", args.latent_dim), ("--g-channels", args.g_channels), ("--d-channels", args.d_channels),
              ("--seed", args.seed), ("--resume", args.resume), ("--judge", args.judge or None)]
     return " ".join(["python -m course_lib gan train", f"--out {args.out}"]
                     + [f"{flag} {value}" for flag, value in flags if value is not None])

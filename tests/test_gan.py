@@ -1,6 +1,7 @@
 """course_lib.gan, gan_edit, gan_toy, gan_cli: shapes, losses, training, checkpoints, editing, the command line."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -346,3 +347,20 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
     assert (tmp_path / "s.png").stat().st_size > 0
     assert cli.main(["gan", "sample", "--checkpoint", str(tmp_path / "missing.pt"), "--n", "1",
                      "--out", str(out)]) == 2
+
+
+def test_cli_train_sets_the_widths_and_latent_size_and_refuses_them_on_resume(tmp_path, monkeypatch, capsys):
+    from course_lib import cli
+
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    ckpt = tmp_path / "g.pt"
+    sizes = ["--latent-dim", "3", "--g-channels", "5", "--d-channels", "6"]
+    assert cli.main(["gan", "train", "--profile", "smoke", "--steps", "1", "--out", str(ckpt), *sizes]) == 0
+    config = gan.load_gan(ckpt).config
+    assert (config.latent_dim, config.g_channels, config.d_channels) == (3, 5, 6)
+    assert config.batch_size == gan.DCGANConfig().batch_size  # the other fields keep their defaults
+    assert " ".join(sizes) in json.loads(ckpt.with_suffix(".json").read_text())["command"]
+    capsys.readouterr()
+    assert cli.main(["gan", "train", "--steps", "1", "--out", str(ckpt), "--resume", str(ckpt), "--g-channels", "5"]) == 2
+    assert "--resume trains with the checkpoint's own config" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def _judged(what: str, scores: dict) -> list[Row]:
 def run(ctx: BenchContext) -> list[Row]:
     result = _train(ctx)
     seconds, n = ctx.profile.gan_seconds, ctx.profile.judge_samples
-    widths = f"ngf {result.config.g_channels}, ndf {result.config.d_channels}"
+    widths = f"nz {result.config.latent_dim}, ngf {result.config.g_channels}, ndf {result.config.d_channels}"
     rows = [Row("gan", f"training: steps in {seconds:g} s (gan.default_config: {widths}, seed 0)", result.step, "steps"),
             Row("gan", "training throughput", result.images_per_second, "images/s"),
             Row("gan", "sampling throughput (eval mode, batch 500)", _sampling_rate(result.sampler), "images/s")]
