@@ -21,6 +21,8 @@ from .viz import save_image
 
 __all__ = ["run"]
 
+_SIZE_FIELDS = ("latent_dim", "g_channels", "d_channels")  # DCGANConfig fields `gan train` sets as --latent-dim, ...
+
 
 def run(args) -> int:
     """`python -m course_lib gan train ...` and `... gan sample ...` (see course_lib.cli for the flags)."""
@@ -37,7 +39,7 @@ def _cli_train(args) -> int:
     device = get_device(args.device)
     profile = get_profile(args.profile, device=device)
     generator = seed_everything(args.seed)
-    overrides = {k: getattr(args, k) for k in ("latent_dim", "g_channels", "d_channels") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in _SIZE_FIELDS if getattr(args, k) is not None}
     if args.resume and overrides:
         print(f"error: --resume trains with the checkpoint's own config; drop {sorted(overrides)}", file=sys.stderr)
         return 2
@@ -65,7 +67,7 @@ def _cli_train(args) -> int:
 def _command(args) -> str:
     """The training command, rebuilt from its arguments (recorded beside the checkpoint)."""
     flags = [("--profile", args.profile), ("--seconds", args.seconds), ("--steps", args.steps),
-             ("--latent-dim", args.latent_dim), ("--g-channels", args.g_channels), ("--d-channels", args.d_channels),
+             *((f"--{k.replace('_', '-')}", getattr(args, k)) for k in _SIZE_FIELDS),
              ("--seed", args.seed), ("--resume", args.resume), ("--judge", args.judge or None)]
     return " ".join(["python -m course_lib gan train", f"--out {args.out}"]
                     + [f"{flag} {value}" for flag, value in flags if value is not None])
