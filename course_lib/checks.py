@@ -173,7 +173,7 @@ def check_conv_output_size(fn: Callable) -> bool:
 
 
 def check_slerp(fn: Callable) -> bool:
-    """fn(z0 (D,), z1 (D,), t float) -> spherical interpolation between z0 and z1 (Shoemake 1985)."""
+    """fn(z0 (nz,), z1 (nz,), t float) -> spherical interpolation between z0 and z1 (Shoemake 1985)."""
     from .gan_edit import slerp
 
     def make_inputs(gen):

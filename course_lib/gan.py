@@ -71,7 +71,7 @@ class DCGANConfig:
 
 
 # A CPU without native bfloat16 (AVX2 only, e.g. many AMD EPYC and older Intel chips) trains in float32, where the
-# default widths cost ~120 ms per step on 2 cores: ~520-590 steps in 60 s. ngf 24 and ndf 16 take 2.1-2.4x more steps
+# default widths cost 100-115 ms per step on 2 cores: 520-590 steps in 60 s. ngf 24 and ndf 16 take 2.1-2.4x more steps
 # in the same time and score far better within 60 s: FID 32.7 against 74.9 (seed 0, nz 8, N = 1,000); ngf 32 or
 # ndf 24 instead (fewer steps) scored 39.7 / 34.8 and 58.2 / 47.8 against 32.7 / 30.3 (seeds 0 / 1).
 FP32_CPU_WIDTHS = dict(g_channels=24, d_channels=16)

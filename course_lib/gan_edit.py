@@ -1,9 +1,9 @@
 """Editing with a trained GAN: walking the latent space and GAN inversion.
 
-- `lerp` / `slerp`: paths between two latent codes. For z ~ N(0, I) in D dimensions almost all the mass sits
-  near the sphere |z| = sqrt(D); the straight line between two such codes cuts through the inside, where G
-  was never trained (|z| at the midpoint is about sqrt(D / 2)). slerp follows the great circle and keeps
-  |z| (White 2016, "Sampling Generative Networks").
+- `lerp` / `slerp`: paths between two latent codes. For z ~ N(0, I) in nz dimensions the lengths gather near
+  sqrt(nz) (tightly for the paper's nz = 100, loosely for our 8); the straight line between two such codes cuts
+  through the inside (|z| at the midpoint is about sqrt(nz / 2)), where G saw few codes or none. slerp follows
+  the great circle and keeps |z| (White 2016, "Sampling Generative Networks").
 - `invert`: find z with G(z) close to a given image, by gradient descent on z with G frozen
   (Zhu et al. 2016, "Generative Visual Manipulation on the Natural Image Manifold"; Creswell & Bharath 2018).
 - `morph`: edit by moving between two inverted images along the latent path.
@@ -22,7 +22,7 @@ INTERPOLATIONS = ("lerp", "slerp")
 
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """(1 - t) z0 + t z1: the straight line. z0, z1: (..., D); t: a number or (..., 1)."""
+    """(1 - t) z0 + t z1: the straight line. z0, z1: (..., nz); t: a number or (..., 1)."""
     return z0 + t * (z1 - z0)
 
 
@@ -46,21 +46,21 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor, *, eps: f
 
 
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, num_steps: int, mode: str = "slerp") -> torch.Tensor:
-    """num_steps codes from z0 to z1 (both included): (D,), (D,) -> (num_steps, D)."""
+    """num_steps codes from z0 to z1 (both included): (nz,), (nz,) -> (num_steps, nz)."""
     if mode not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {mode!r}: use one of {', '.join(INTERPOLATIONS)}")
     if num_steps < 2:
         raise ValueError(f"num_steps must be >= 2 (the two end points), got {num_steps}")
     if z0.shape != z1.shape or z0.ndim != 1:
-        raise ValueError(f"z0 and z1 must be two codes of the same shape (D,), got {tuple(z0.shape)} and "
+        raise ValueError(f"z0 and z1 must be two codes of the same shape (nz,), got {tuple(z0.shape)} and "
                          f"{tuple(z1.shape)}")
     t = torch.linspace(0, 1, num_steps, dtype=z0.dtype, device=z0.device)[:, None]  # (T, 1)
-    return (lerp if mode == "lerp" else slerp)(z0[None], z1[None], t)  # (T, D)
+    return (lerp if mode == "lerp" else slerp)(z0[None], z1[None], t)  # (T, nz)
 
 
 @dataclass
 class Inversion:
-    """z: (B, D) the codes found; images: G(z) (B, C, S, S) in [-1, 1]; error: (B,) mean squared error per
+    """z: (B, nz) the codes found; images: G(z) (B, C, S, S) in [-1, 1]; error: (B,) mean squared error per
     image; history: the mean error over the batch after each step."""
 
     z: torch.Tensor
@@ -70,10 +70,10 @@ class Inversion:
 
 
 def _inversion_loss(net_g: Generator, z: torch.Tensor, target: torch.Tensor, prior_weight: float) -> torch.Tensor:
-    """Per-code loss (N,): ||G(z) - x||^2 / pixels + prior_weight * |z|^2 / D.
+    """Per-code loss (N,): ||G(z) - x||^2 / pixels + prior_weight * |z|^2 / nz.
 
-    The second term is -log N(z; 0, I) up to constants (MAP instead of maximum likelihood): it keeps z where
-    G was trained, so the found code also makes sense to edit."""
+    The second term is proportional to -log N(z; 0, I) = |z|^2 / 2 + const (MAP instead of maximum likelihood):
+    it keeps z where G was trained, so the found code also makes sense to edit."""
     error = (net_g(z) - target).pow(2).flatten(1).mean(1)  # (N,)
     return error + prior_weight * z.pow(2).mean(1)
 
