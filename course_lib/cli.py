@@ -118,7 +118,7 @@ def _add_stylize(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="output image path (.png/.jpg)")
     p.add_argument("--size", type=int, default=256, help="shorter side of the output in pixels")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps at full size (default: StyleConfig's)")
-    p.add_argument("--coarse-steps", type=int, default=None, help="steps at each coarser pyramid level")
+    p.add_argument("--coarse-steps", type=int, default=None, help="steps at each coarser coarse-to-fine scale")
     p.add_argument("--scales", type=int, default=None, help="coarse-to-fine levels (1: optimize at full size only)")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None)
     p.add_argument("--content-weight", type=float, default=None)

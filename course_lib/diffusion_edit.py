@@ -29,7 +29,8 @@ def guided_output(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, lab
 
         out = out_u + w (out_c - out_u),  out_u = model(x_t, t, null label), out_c = model(x_t, t, y)
 
-    w = 0 is the unconditional model, w = 1 the conditional one, w > 1 pushes towards the label. Any output
+    w = 0 is the unconditional model, w = 1 the conditional one, w > 1 pushes towards the label (the paper
+    writes (1 + w) out_c - w out_u: its w is ours minus 1). Any output
     type (eps, x0, v) may be combined: each is an affine function of eps at fixed x_t, with weights summing to 1.
     guidance None: the plain conditional output (one forward pass).
     """

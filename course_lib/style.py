@@ -228,7 +228,7 @@ class StyleConfig:
 @dataclass
 class StyleResult:
     """`image` (1, 3, H, W) in [0, 1]; `history`: per step {level, size, step, seconds, content, style, ...};
-    `seconds`: total wall time; `level_seconds`: time per pyramid level; `stopped`: why it ended early."""
+    `seconds`: total wall time; `level_seconds`: time per coarse-to-fine scale; `stopped`: why it ended early."""
 
     image: torch.Tensor
     history: list[dict] = field(default_factory=list)
@@ -314,7 +314,7 @@ def _initial_image(coarse: torch.Tensor | None, coarse_photo: torch.Tensor | Non
 
 def _gatys_loss(vgg: VGG19Features, photo: torch.Tensor, styles: list[torch.Tensor], blend: list[float],
                 config: StyleConfig):
-    """The loss of one pyramid level; its targets (content features, style Grams) are computed once here."""
+    """The loss at one coarse-to-fine scale; its targets (content features, style Grams) are computed once here."""
     with torch.no_grad():
         content_targets = {name: f for name, f in vgg(photo).items() if name in config.content_layers}
         pixels = photo.shape[-2] * photo.shape[-1] * config.style_scale

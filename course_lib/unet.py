@@ -6,6 +6,8 @@ Shape of the default model on 28x28 digits (`base_channels=32, channel_mults=(1,
 
     28x28x32 --down--> 14x14x64 --down--> 7x7x64 (+ self-attention) --up--> 14x14 --up--> 28x28 -> 1 channel
 
+(The diffusion recipe, `DiffusionConfig`, uses `patch_size=2, channel_mults=(1, 2)` instead: 14x14 and 7x7.)
+
 Each level has `num_res_blocks` residual blocks on the way down and one more on the way up (fed the skip
 connection). The time step enters every residual block through a sinusoidal embedding and an MLP (Ho et al.
 2020, Appendix B); a class label, if the model is conditional, is added to that embedding. Label
