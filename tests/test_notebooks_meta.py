@@ -110,16 +110,32 @@ def test_setup_cell_does_nothing_outside_colab(monkeypatch):
     assert calls == [] and "REPO_URL" not in namespace
 
 
-def test_setup_cell_in_colab_clones_installs_and_enters_notebooks(monkeypatch, tmp_path):
+def test_setup_cell_in_colab_clones_installs_puts_the_course_on_the_path_and_enters_notebooks(monkeypatch, tmp_path):
+    """In Colab: clone once, install, make course_lib importable in this kernel, cd to notebooks/. The cell is
+    run with Colab's /content replaced by tmp_path; running it again must not clone again or nest folders."""
     monkeypatch.setitem(sys.modules, "google.colab", object())
-    monkeypatch.chdir(tmp_path)
-    calls = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: calls.append(cmd))
-    monkeypatch.setattr(os, "chdir", lambda where: calls.append(where))
-    exec(colab.SETUP_CELL, {})
+    monkeypatch.setattr(sys, "path", list(sys.path))
     repo = colab.REPO_URL.rsplit("/", 1)[-1]
-    assert calls == [["git", "clone", "--depth", "1", colab.REPO_URL],
-                     [sys.executable, "-m", "pip", "install", "-q", "-e", repo], f"{repo}/notebooks"]
+    root = str(tmp_path / repo)
+    cell = colab.SETUP_CELL.replace(f'"{colab.COLAB_ROOT}/{repo}"', repr(root))
+    assert cell != colab.SETUP_CELL
+    calls = []
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            os.makedirs(os.path.join(cmd[-1], "notebooks"))
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(os, "chdir", lambda where: calls.append(where))
+    exec(cell, {})
+    assert calls == [["git", "clone", "--depth", "1", colab.REPO_URL, root],
+                     [sys.executable, "-m", "pip", "install", "-q", "-e", root], f"{root}/notebooks"]
+    assert sys.path[0] == root  # the editable install alone would reach only new processes
+    calls.clear()
+    exec(cell, {})  # run twice: no second clone, the path added once
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "-e", root], f"{root}/notebooks"]
+    assert sys.path.count(root) == 1
 
 
 def test_badge_links_to_the_same_notebook_in_the_repo():

@@ -16,22 +16,26 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["REPO_URL", "BRANCH", "SETUP_CELL", "badge_line", "problems", "fix", "main"]
+__all__ = ["REPO_URL", "BRANCH", "COLAB_ROOT", "SETUP_CELL", "badge_line", "problems", "fix", "main"]
 
 REPO_URL = "https://github.com/image-gen-course/image-gen-course"
 BRANCH = "main"
 _REPO_NAME = REPO_URL.rstrip("/").rsplit("/", 1)[-1]
+
+COLAB_ROOT = "/content"  # Colab's working folder: the course is cloned to COLAB_ROOT/<repo name>
 
 SETUP_CELL = f"""\
 # Colab setup: runs only inside Google Colab (installs the course); does nothing elsewhere.
 import sys
 if "google.colab" in sys.modules:
     import os, subprocess
-    REPO_URL = "{REPO_URL}"
-    if not os.path.isdir("{_REPO_NAME}"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "{_REPO_NAME}"], check=True)
-    os.chdir("{_REPO_NAME}/notebooks")"""
+    REPO_URL, ROOT = "{REPO_URL}", "{COLAB_ROOT}/{_REPO_NAME}"
+    if not os.path.isdir(ROOT):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, ROOT], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ROOT], check=True)
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)  # an editable install reaches new processes only, not this running kernel
+    os.chdir(f"{{ROOT}}/notebooks")"""
 
 _BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 _BADGE_LINE = re.compile(r"^\[!\[Open In Colab\]\(.*\)\]\(.*\)[ \t]*$", re.MULTILINE)
