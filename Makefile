@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8888
-LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS ?=
+# JupyterLab refuses to run as root without --allow-root; added apart from LAB_ARGS so that setting LAB_ARGS keeps it
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
 .PHONY: help setup lab test unit nbtest bench fetch student e2e clean
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP)  ## create .venv and install the course (done by every other command)
 
 lab: setup  ## start JupyterLab on the course (HOST, PORT, LAB_ARGS to change)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
 test: setup  ## unit tests + every notebook under nbval with COURSE_PROFILE=smoke
 	COURSE_PROFILE=smoke COURSE_CHECKS_STRICT=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --durations=20

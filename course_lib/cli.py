@@ -20,7 +20,8 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="training step budget, overrides the profile")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: best available)")
-    p.add_argument("--data", default="data", help="data/cache folder (default: data)")
+    p.add_argument("--data", default=None,
+                   help="data/cache folder (default: COURSE_DATA, else the repository's data/, where notebooks look)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue training from this checkpoint")
 
 
