@@ -528,3 +528,11 @@ def test_cli_record_command_keeps_the_judge_flags():
     command = D._command(args)
     assert "--steps 5" in command and "--judge 100" in command and "--judge-guidance 2.0" in command
     assert command.endswith("--conditional")
+
+
+def test_cli_sample_help_states_the_autoguidance_default(capsys):
+    """cli.py keeps torch out of `--help` and so writes the default scale as text: it must match the code's."""
+    from course_lib.cli import main
+    with pytest.raises(SystemExit):
+        main(["diffusion", "sample", "--help"])
+    assert f"default{D.AUTOGUIDANCE};" in "".join(capsys.readouterr().out.split())
