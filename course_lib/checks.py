@@ -1,10 +1,12 @@
 """Self-checks for the notebooks' exercises.
 
 `check_<name>(fn)` runs the student's `fn` against the reference implementation on random inputs and
-prints a clear pass, or a diagnostic that helps (wrong shape, wrong sign, off by a constant factor, wrong
-reduction, NaN) without revealing the solution. It returns True/False and never raises, so an unfinished
-exercise does not stop the notebook; with COURSE_CHECKS_STRICT=1 (set by `make test`) a failure raises
-`AssertionError`, so the source notebooks prove that their solutions pass.
+prints a clear pass, "not done yet" while `fn` still raises the exercise edition's NotImplementedError, or a
+diagnostic that helps (wrong shape, wrong sign, off by a constant factor, wrong reduction, NaN) without
+revealing the solution. It returns True/False and never raises, so an unfinished exercise does not stop the
+notebook, and `yours_or_reference` lets later cells fall back to the course_lib reference. With
+COURSE_CHECKS_STRICT=1 (set by `make test` for the solutions edition) anything but a pass raises
+`AssertionError`, so the solutions prove that they pass.
 
 Chapters add their checks in their own section below, built on `compare`.
 """
@@ -15,7 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["CheckFailed", "compare", "report", "diagnose"]
+__all__ = ["CheckFailed", "compare", "report", "not_done", "diagnose", "yours_or_reference"]
 
 
 class CheckFailed(AssertionError):
@@ -26,16 +28,31 @@ def _strict() -> bool:
     return os.environ.get("COURSE_CHECKS_STRICT", "0") == "1"
 
 
-def report(name: str, problem: str | None) -> bool:
+def report(name: str, problem: str | None, *, mark: str = "❌") -> bool:
     """Print the verdict for exercise `name`; `problem` is None on success."""
     if problem is None:
         print(f"✅ {name}: correct.")
         return True
-    message = f"❌ {name}: {problem}"
+    message = f"{mark} {name}: {problem}"
     if _strict():
         raise CheckFailed(message)
     print(message)
     return False
+
+
+def not_done(name: str, fn: Callable, error: NotImplementedError) -> bool:
+    """The verdict for an exercise whose code still raises NotImplementedError (the exercise edition's stub,
+    whose message names the function to write)."""
+    what = str(error) or f"`{getattr(fn, '__name__', 'your function')}` still raises NotImplementedError."
+    return report(name, f"not done yet. {what} Then run its cell and this check again.", mark="⏳")
+
+
+def yours_or_reference(passed: bool, yours: Callable, reference: Callable) -> Callable:
+    """`yours` once its check passed, else the course_lib `reference`, saying so: the cells below run either way."""
+    if passed:
+        return yours
+    print(f"ℹ️ The cells below use course_lib's `{reference.__name__}` until `{yours.__name__}` passes its check.")
+    return reference
 
 
 def diagnose(out, expected: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
@@ -74,8 +91,8 @@ def compare(name: str, fn: Callable, reference: Callable, make_inputs: Callable[
         copies = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
         try:
             out = fn(*copies)
-        except NotImplementedError as e:
-            return report(name, f"not implemented yet. {e}".strip())
+        except NotImplementedError as error:
+            return not_done(name, fn, error)
         except Exception as e:  # the student's code may fail in any way; say how
             return report(name, f"your function raised {type(e).__name__}: {e}")
         if any(isinstance(a, torch.Tensor) and not torch.equal(a, b) for a, b in zip(copies, inputs)):
@@ -160,8 +177,8 @@ def check_conv_output_size(fn: Callable) -> bool:
         kind = "ConvTranspose2d" if transposed else "Conv2d"
         try:
             got = fn(size, kernel, stride, padding, transposed)
-        except NotImplementedError as e:
-            return report("conv_output_size", f"not implemented yet. {e}".strip())
+        except NotImplementedError as error:
+            return not_done("conv_output_size", fn, error)
         except Exception as e:  # the student's code may fail in any way; say how
             return report("conv_output_size", f"your function raised {type(e).__name__}: {e}")
         if got != expected:
@@ -286,8 +303,8 @@ def check_receptive_field(fn: Callable) -> bool:
     for name in LAYER_NAMES:
         try:
             got = fn(name)
-        except NotImplementedError as e:
-            return report("receptive_field", f"not implemented yet. {e}".strip())
+        except NotImplementedError as error:
+            return not_done("receptive_field", fn, error)
         except Exception as e:  # the student's code may fail in any way; say how
             return report("receptive_field", f"your function raised {type(e).__name__} on {name!r}: {e}")
         expected = receptive_field(name)

@@ -14,7 +14,9 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+EXERCISES = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))  # what learners open
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb"))  # the source
+NOTEBOOKS = EXERCISES + SOLUTIONS
 FIXTURE = ROOT / "tests" / "fixtures" / "98_exercise.ipynb"
 MAX_BYTES = 300_000
 GUARD = 'if "google.colab" in sys.modules:'
@@ -29,7 +31,7 @@ def _load_tool(name: str):
 
 
 colab = _load_tool("colab")
-each_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+each_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT / "notebooks")) for p in NOTEBOOKS])
 
 
 def _read(path: Path):
@@ -44,7 +46,8 @@ def test_first_cell_has_title_badge_objectives_and_time(path):
     assert first.cell_type == "markdown", f"{path.name}: the first cell must be Markdown"
     title = first.source.lstrip().splitlines()[0]
     assert re.match(rf"^# {path.name[:2]} · \S", title), f"{path.name}: title should read '# {path.name[:2]} · Title', got {title!r}"
-    assert colab.badge_line(path.name) in first.source, f"{path.name}: missing or wrong Colab badge (python tools/colab.py --write)"
+    badge = colab.badge_line(colab.notebook_path(path))
+    assert badge in first.source, f"{path.name}: missing or wrong Colab badge (python tools/colab.py --write)"
     assert re.search(r"what you will learn", first.source, re.IGNORECASE), f"{path.name}: add **What you will learn**"
     assert re.search(r"\*\*Time\*\*|^#+\s*Time\b", first.source, re.MULTILINE), f"{path.name}: add **Time** per profile"
     for profile in ("smoke", "quick", "full"):
@@ -142,6 +145,15 @@ def test_badge_links_to_the_same_notebook_in_the_repo():
     badge = colab.badge_line("02_diffusion.ipynb")
     github = colab.REPO_URL.removeprefix("https://github.com/")
     assert badge.endswith(f"(https://colab.research.google.com/github/{github}/blob/{colab.BRANCH}/notebooks/02_diffusion.ipynb)")
+
+
+def test_each_edition_badge_opens_its_own_path():
+    """A learner's badge opens the exercise edition; the solutions' badge opens the solutions."""
+    exercise = ROOT / "notebooks" / "01_gan.ipynb"
+    solution = ROOT / "notebooks" / "solutions" / "01_gan.ipynb"
+    assert colab.notebook_path(exercise) == "01_gan.ipynb"
+    assert colab.notebook_path(solution) == "solutions/01_gan.ipynb"
+    assert "/blob/main/notebooks/solutions/01_gan.ipynb)" in colab.badge_line(colab.notebook_path(solution))
 
 
 def test_write_repairs_badge_and_repo_url_then_check_passes(tmp_path):

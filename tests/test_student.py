@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "98_exercise.ipynb"
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+SOLUTIONS = ROOT / "notebooks" / "solutions"
+NOTEBOOKS = sorted(SOLUTIONS.glob("[0-9]*.ipynb"))
 CHECKED = NOTEBOOKS + [FIXTURE]  # the fixture meets the chapters' bar too, so these tests run before chapters exist
 MIN_EXERCISES = 3  # issue 7: every chapter notebook (01 and up) has at least three exercises
 
@@ -50,18 +51,35 @@ def _python(source: str) -> str:
 
 
 def _is_stub(node) -> bool:
-    return ast.dump(node) == ast.dump(ast.parse(student.STUB).body[0])
+    """`raise NotImplementedError("Exercise ...")`, the line the build puts in place of a solution."""
+    return (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+            and getattr(node.exc.func, "id", None) == "NotImplementedError"
+            and str(getattr(node.exc.args[0], "value", "")).startswith("Exercise "))
+
+
+def _stubs(text: str) -> int:
+    return text.count(student.YOUR_CODE)
 
 
 # ---------------------------------------------------------------- the transformation itself
 def test_strip_keeps_hints_and_indentation_and_drops_the_solution():
     source = "def f(x):\n    # Hint: double it.\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n    # END SOLUTION\n\ncheck(f)"
-    assert student.strip_solutions(source) == f"def f(x):\n    # Hint: double it.\n    {student.STUB}\n\ncheck(f)"
+    stub = f"    {student.YOUR_CODE}\n    {student.stub('f')}"
+    assert student.strip_solutions(source) == f"def f(x):\n    # Hint: double it.\n{stub}\n\ncheck(f)"
 
 
 def test_strip_handles_nested_blocks_tabs_and_trailing_spaces():
     source = "for a in b:\n\tif a:\n\t\t# BEGIN SOLUTION  \n\t\tsecret()\n\t\t# END SOLUTION\n\tdone()\n"
-    assert student.strip_solutions(source) == f"for a in b:\n\tif a:\n\t\t{student.STUB}\n\tdone()\n"
+    stub = f"\t\t{student.YOUR_CODE}\n\t\t{student.stub('of this cell')}"
+    assert student.strip_solutions(source) == f"for a in b:\n\tif a:\n{stub}\n\tdone()\n"
+
+
+def test_the_stub_names_the_function_it_stands_in():
+    source = "def my_gram(x):\n    # Hint: one product.\n    # BEGIN SOLUTION\n    return x @ x\n    # END SOLUTION\n"
+    namespace = {}
+    exec(student.strip_solutions(source), namespace)  # defining the function does not raise; calling it does
+    with pytest.raises(NotImplementedError, match="^Exercise my_gram: replace this line with your code"):
+        namespace["my_gram"](1)
 
 
 def test_markers_must_be_whole_lines():
@@ -96,7 +114,7 @@ def test_fixture_build_has_no_solution_and_no_outputs(tmp_path):
     text = _text(nb)
     assert not [line for line in secrets if line in text]
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
-    assert text.count(student.STUB) == 3
+    assert _stubs(text) == 3
     assert "# Hint: one multiplication; do not change x in place." in text and "# Hint: square, then sum." in text
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
@@ -120,7 +138,7 @@ def test_cli_reports_marker_errors_and_keeps_the_previous_build(tmp_path):
 
 
 def test_stub_makes_the_check_explain_instead_of_crash(tmp_path, monkeypatch):
-    """Run the student build of the fixture in a real kernel: the checks print 'not implemented yet', no error."""
+    """Run the student build of the fixture in a real kernel: the checks print 'not done yet', no error."""
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.delenv("COURSE_CHECKS_STRICT", raising=False)
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
@@ -129,8 +147,8 @@ def test_stub_makes_the_check_explain_instead_of_crash(tmp_path, monkeypatch):
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     printed = "".join(out.get("text", "") for out in outputs)
-    assert printed.count("not implemented yet") == 3, printed
-    assert "Exercise: write this part (see the hint above)." in printed and "correct" not in printed
+    assert printed.count("not done yet") == 3, printed
+    assert "Exercise double: replace this line with your code" in printed and "correct" not in printed
 
 
 # ---------------------------------------------------------------- the real notebooks (not executed here) and the fixture
@@ -143,7 +161,7 @@ def test_student_build_of_each_notebook_hides_every_solution(path):
     assert not leaked, f"{path.name}: solution lines survive in the student build: {leaked}"
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
     blocks = sum(len(student.solution_blocks(c.source)) for c in source.cells if c.cell_type == "code")
-    assert text.count(student.STUB) == blocks
+    assert _stubs(text) == blocks
     if path.name.startswith("00"):
         assert blocks == 0, f"{path.name} is the setup notebook and should hold no exercise"
     else:
@@ -172,3 +190,34 @@ def test_each_stub_sits_in_a_function_with_a_hint_and_a_check(path):
         following = cell.source + "\n" + (cells[index + 1].source if index + 1 < len(cells) else "")
         assert re.search(r"\bcheck(s\.check_\w+|s\.compare)\(", following), \
             f"{path.name}: an exercise must be followed by its checks.check_<name>(fn) call:\n{cell.source}"
+
+
+# ---------------------------------------------------------------- the committed exercise edition
+def test_the_exercise_edition_is_the_build_of_the_solutions():
+    """notebooks/*.ipynb must be exactly what `make student` writes from notebooks/solutions/."""
+    problems = student.stale(SOLUTIONS, ROOT / "notebooks")
+    assert not problems, "run `make student` and commit notebooks/*.ipynb:\n" + "\n".join(problems)
+
+
+def test_check_mode_reports_drift_without_writing(tmp_path):
+    (tmp_path / "src").mkdir()
+    nbformat.write(nbformat.read(FIXTURE, as_version=4), tmp_path / "src" / FIXTURE.name)
+    student.build(tmp_path / "src", tmp_path / "out")
+    tool = [sys.executable, str(ROOT / "tools" / "student.py"), "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out")]
+    assert subprocess.run(tool + ["--check"], capture_output=True, timeout=60).returncode == 0
+    edited = tmp_path / "out" / FIXTURE.name
+    edited.write_text(edited.read_text().replace("double", "triple"))
+    result = subprocess.run(tool + ["--check"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and f"{FIXTURE.name}: differs" in result.stderr and "make student" in result.stderr
+    assert "triple" in edited.read_text()  # --check writes nothing
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_the_exercise_edition_names_its_editions(path):
+    exercise = nbformat.read(ROOT / "notebooks" / path.name, as_version=4).cells[0].source
+    assert "/blob/main/notebooks/solutions/" not in exercise
+    if path.name.startswith("00"):
+        return
+    solution = nbformat.read(path, as_version=4).cells[0].source
+    assert student.SOLUTIONS_NOTE.format(name=path.name) in solution
+    assert student.EXERCISES_NOTE.format(name=path.name) in exercise
