@@ -27,7 +27,7 @@ from .schedulers import (BETA_SCHEDULES, PREDICTIONS, SAMPLERS, DDIMScheduler, D
                          make_beta_schedule, make_scheduler, predict_eps, predict_x0, q_sample, snr)
 from .diffusion_edit import AutoGuidance, guided_output, inpaint, renoise, sample, sdedit
 from .runtime import get_device, get_profile, seed_everything
-from .train import EMA, Budget, autocast, check_finite, load_checkpoint, progress, save_checkpoint
+from .train import EMA, Budget, autocast, check_finite, grad_scaler, load_checkpoint, progress, save_checkpoint
 from .unet import UNet
 
 __all__ = [
@@ -92,7 +92,8 @@ class DiffusionConfig:
     # keep a copy of the EMA model once this fraction of the budget is spent: the weak model of autoguidance
     # (AutoGuidance, Karras et al. 2024); None keeps none
     weak_model_at: float | None = 0.1
-    mixed_precision: bool = True  # bfloat16 autocast for the network in training where the hardware has it
+    mixed_precision: bool = True  # the network in training autocasts to the dtype of runtime.amp_dtype (bfloat16,
+    # or float16 with a GradScaler) where the hardware has one
 
     def __post_init__(self):
         self.channel_mults, self.attention_levels = tuple(self.channel_mults), tuple(self.attention_levels)
@@ -293,7 +294,8 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     """Train a diffusion U-Net on `images` (N, 1, H, W) in [0, 1] (and `labels` (N,) if conditional).
 
     Each step: a random batch, (labels dropped to the null label with p = label_dropout), `diffusion_loss`,
-    Adam with warm-up, cosine decay and gradient clipping, an EMA update. Stops at the budget or raises
+    Adam with warm-up, cosine decay and gradient clipping, an EMA update; under float16 autocast a GradScaler
+    scales the loss (`train.grad_scaler`, fresh on resume, as Adam's moments are). Stops at the budget or raises
     `TrainingDiverged` on a NaN loss. With `checkpoint`, writes the EMA model atomically every
     `checkpoint_every` seconds and at the end. `callback(step, loss, result)` is called every `log_every`
     steps (a notebook's live loss curve). `resume` continues a previous result's model, EMA and history.
@@ -310,12 +312,13 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
         ema.model.load_state_dict(resume.ema_model.state_dict())
     scheduler = scheduler_for(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scaler = grad_scaler(device, config.mixed_precision)
     bar = progress(total=budget.total, desc="diffusion", disable=disable_progress)
     step, last_save = 0, time.perf_counter()
     while not budget.done(step):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(config, step, _budget_fraction(budget, step))
-        loss = _train_step(model, optimizer, data, labels, scheduler, config, generator)
+        loss = _train_step(model, optimizer, scaler, data, labels, scheduler, config, generator)
         n = result.steps + step
         ema.update(model, decay=min(config.ema_decay, (1 + n) / (10 + n)))
         step += 1
@@ -338,7 +341,7 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     return result
 
 
-def _train_step(model, optimizer, data, labels, scheduler, config, generator) -> float:
+def _train_step(model, optimizer, scaler, data, labels, scheduler, config, generator) -> float:
     index = torch.randint(0, data.shape[0], (config.batch_size,), generator=generator).to(data.device)
     x0 = data[index]  # (B, 1, H, W) in [-1, 1]
     y = None
@@ -347,9 +350,11 @@ def _train_step(model, optimizer, data, labels, scheduler, config, generator) ->
     loss = diffusion_loss(model, x0, scheduler, config, labels=y, generator=generator, reference=data,
                           reference_labels=labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    optimizer.step()
+    scaler.step(optimizer)  # skipped when float16 gradients overflowed; the scale is lowered instead
+    scaler.update()
     return loss.item()
 
 

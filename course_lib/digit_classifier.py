@@ -22,7 +22,7 @@ from torch import nn
 
 from .data import load_mnist
 from .runtime import checkpoint_path, data_dir, get_device, seed_everything
-from .train import Budget, check_finite, progress, save_checkpoint
+from .train import Budget, autocast, check_finite, grad_scaler, progress, save_checkpoint
 
 __all__ = [
     "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "random_affine", "augment_digits",
@@ -79,6 +79,7 @@ class JudgeTrainConfig:
     max_scale: float = 0.1  # zoom in [1 - s, 1 + s]
     max_noise: float = 0.2  # Gaussian pixel noise of std up to this on half the digits: noisy digits stay digits
     outlier_weight: float = 0.5  # outlier exposure: push non-digits towards a uniform prediction (0 = off)
+    mixed_precision: bool = True  # the CNN autocasts like the GAN and diffusion loops (train.autocast)
 
 
 def random_affine(x: torch.Tensor, config: JudgeTrainConfig, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -130,12 +131,17 @@ def not_digits(x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
 
 def _loss(model: DigitClassifier, x0: torch.Tensor, labels: torch.Tensor, config: JudgeTrainConfig,
           generator: torch.Generator | None) -> torch.Tensor:
-    """Cross-entropy on digits + outlier_weight * cross-entropy of non-digits to the uniform distribution."""
-    loss = F.cross_entropy(model(x0), labels)
+    """Cross-entropy on digits + outlier_weight * cross-entropy of non-digits to the uniform distribution.
+    The CNN runs under `train.autocast`; the losses are computed in float32."""
+    with autocast(x0.device, config.mixed_precision):
+        logits = model(x0).float()  # (N, 10)
+    loss = F.cross_entropy(logits, labels)
     if config.outlier_weight > 0:
         half = x0.shape[0] // 2
         outliers = not_digits(x0[:half], labels[:half], generator)
-        loss = loss - config.outlier_weight * model(outliers).log_softmax(dim=1).mean()
+        with autocast(x0.device, config.mixed_precision):
+            outlier_logits = model(outliers).float()  # (N / 2, 10)
+        loss = loss - config.outlier_weight * outlier_logits.log_softmax(dim=1).mean()
     return loss
 
 
@@ -151,6 +157,7 @@ def train_classifier(model: DigitClassifier, images: torch.Tensor, labels: torch
     device = next(model.parameters()).device
     images, labels = images.to(device), labels.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scaler = grad_scaler(device, config.mixed_precision)  # on only under float16 autocast
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, budget.max_steps)
                 if budget.max_steps and budget.max_seconds is None else None)
     history: dict[str, list[float]] = {"step": [], "loss": []}
@@ -161,8 +168,9 @@ def train_classifier(model: DigitClassifier, images: torch.Tensor, labels: torch
         x0 = augment_digits(images[index], config, generator) if augment else images[index]
         loss = _loss(model, x0, labels[index], config, generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # skipped when float16 gradients overflowed
+        scaler.update()
         if schedule is not None:
             schedule.step()
         step += 1

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import (EMA, Budget, CheckpointError, TrainingDiverged, autocast, check_finite, cpu_has_bf16,
+from .runtime import cpu_has_bf16
+from .train import (EMA, Budget, CheckpointError, TrainingDiverged, autocast, check_finite, grad_scaler,
                     load_checkpoint, progress, save_checkpoint)
 
 __all__ = [
@@ -55,7 +56,8 @@ class DCGANConfig:
     betas: tuple[float, float] = (0.0, 0.99)  # paper: (0.5, 0.999). No momentum (beta1 = 0, as in StyleGAN2 and
     # BigGAN) measured FID 34.9 / 36.1 vs 49.1 / 39.3 with 0.5 (seeds 0 / 1, 2,091 steps in float32, N = 1,000)
     ema_decay: float = 0.99  # EMA of G's weights used for sampling (0 = off)
-    mixed_precision: bool = True  # bfloat16 autocast where the hardware has it (train.autocast): ~1.2x on CPU
+    mixed_precision: bool = True  # autocast in the dtype the hardware runs fastest (runtime.amp_dtype): bfloat16,
+    # or float16 with a GradScaler
     channels_last: bool = True  # NHWC memory format, the layout oneDNN/cuDNN convolutions prefer: ~1.2x on CPU
 
     def __post_init__(self):
@@ -79,7 +81,7 @@ FP32_CPU_WIDTHS = dict(g_channels=24, d_channels=16)
 
 def default_config(device: torch.device | str = "cpu", **overrides) -> DCGANConfig:
     """The recipe measured best for a short budget on `device`: `DCGANConfig`'s defaults on a GPU or on a CPU with
-    native bfloat16, the narrower `FP32_CPU_WIDTHS` on a CPU without it (train.cpu_has_bf16). `overrides` set
+    native bfloat16, the narrower `FP32_CPU_WIDTHS` on a CPU without it (runtime.cpu_has_bf16). `overrides` set
     any field."""
     device = torch.device(device)
     widths = FP32_CPU_WIDTHS if device.type == "cpu" and not cpu_has_bf16() else {}
@@ -268,6 +270,7 @@ class GANResult:
     opt_d: torch.optim.Optimizer
     ema: EMA | None
     fixed_noise: torch.Tensor  # (K, latent_dim)
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("cpu", enabled=False))  # float16 only
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     step: int = 0
@@ -289,7 +292,8 @@ HISTORY_KEYS = ("step", "seconds", "loss_d", "loss_g", "d_real", "d_fake")
 
 def build_gan(config: DCGANConfig, device: torch.device | str = "cpu", *, num_fixed: int = 64,
               generator: torch.Generator | None = None) -> GANResult:
-    """Fresh G and D with DCGAN init, their Adam optimizers, the EMA copy of G and the fixed noise batch."""
+    """Fresh G and D with DCGAN init, their Adam optimizers, the EMA copy of G, the fixed noise batch and the
+    loss scaler (enabled only where `device` autocasts to float16)."""
     net_g, net_d = Generator(config), Discriminator(config)
     net_g.apply(dcgan_init)
     net_d.apply(dcgan_init)
@@ -299,29 +303,33 @@ def build_gan(config: DCGANConfig, device: torch.device | str = "cpu", *, num_fi
     opt_d = torch.optim.Adam(net_d.parameters(), lr=config.lr_d, betas=config.betas)
     ema = EMA(net_g, config.ema_decay) if config.ema_decay > 0 else None
     fixed_noise = torch.randn(num_fixed, config.latent_dim, generator=generator).to(device)
-    return GANResult(config, net_g, net_d, opt_g, opt_d, ema, fixed_noise)
+    scaler = grad_scaler(device, config.mixed_precision)
+    return GANResult(config, net_g, net_d, opt_g, opt_d, ema, fixed_noise, scaler)
 
 
 def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """One round of the game on a batch: D takes a step on real vs G(z), then G takes a step to fool the new D.
 
     real: (B, C, S, S) in [-1, 1]; z: (B, latent_dim). Returns [loss_d, loss_g, D(x), D(G(z))] (detached).
+    One loss scaler serves both updates (PyTorch AMP, several optimizers): `scaler.step` skips an optimizer's step
+    when its float16 gradients overflowed, and `scaler.update` adjusts the scale once per round.
     """
-    net_g, net_d = run.net_g, run.net_d
+    net_g, net_d, scaler = run.net_g, run.net_d, run.scaler
     with autocast(real.device, run.config.mixed_precision):
         fake = net_g(z)  # (B, C, S, S)
         real_logits, fake_logits = net_d(real), net_d(fake.detach())  # (B,), (B,): G gets no gradient here
     loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
     run.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    run.opt_d.step()
+    scaler.scale(loss_d).backward()
+    scaler.step(run.opt_d)
     net_d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
     with autocast(real.device, run.config.mixed_precision):
         fake_logits_g = net_d(fake)
     loss_g = generator_loss(fake_logits_g.float())
     run.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    run.opt_g.step()
+    scaler.scale(loss_g).backward()
+    scaler.step(run.opt_g)
+    scaler.update()
     net_d.requires_grad_(True)
     if run.ema is not None:
         run.ema.update(net_g, decay=min(run.ema.decay, (1 + run.step) / (10 + run.step)))  # warm-up
@@ -474,15 +482,15 @@ def _from_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def save_gan(path: str | Path, run: GANResult, *, optimizers: bool = True, **extra) -> Path:
-    """Checkpoint everything needed to sample or to resume: G, D, EMA, optimizers, history, snapshots.
-    optimizers=False leaves out Adam's moments (half the file; for shipped checkpoints): resuming from such a
-    checkpoint starts them afresh."""
+    """Checkpoint everything needed to sample or to resume: G, D, EMA, optimizers and loss scaler, history,
+    snapshots. optimizers=False leaves out Adam's moments and the scaler (half the file; for shipped checkpoints):
+    resuming from such a checkpoint starts them afresh."""
     def cpu(state: dict) -> dict:
         return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in state.items()}
 
     state = {"net_g": cpu(run.net_g.state_dict()), "net_d": cpu(run.net_d.state_dict())}
     if optimizers:
-        state.update(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict())
+        state.update(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict(), scaler=run.scaler.state_dict())
     if run.ema is not None:
         state["ema"] = cpu(run.ema.model.state_dict())
     snapshots = {"steps": [s for s, _ in run.snapshots],
@@ -510,6 +518,9 @@ def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResu
     if "opt_g" in state:  # after .to(device): Adam's moments follow the parameters
         run.opt_g.load_state_dict(state["opt_g"])
         run.opt_d.load_state_dict(state["opt_d"])
+    run.scaler = grad_scaler(device, config.mixed_precision)  # for `device`, not the CPU the run was built on
+    if state.get("scaler"):  # {} when saved by a disabled scaler; a no-op when this one is disabled
+        run.scaler.load_state_dict(state["scaler"])
     run.fixed_noise = ckpt["fixed_noise"].to(device)
     run.history = {k: list(v) for k, v in ckpt["history"].items()}
     images = ckpt["snapshots"]["images"]

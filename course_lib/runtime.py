@@ -1,20 +1,21 @@
-"""Where the course runs: the device, the budget profile, and the seed.
+"""Where the course runs: the device, its mixed-precision dtype, the budget profile, and the seed.
 
 Nothing here runs at import time; every notebook's first cell calls
 `get_device()`, `get_profile()` and `seed_everything(...)`.
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 __all__ = ["Profile", "PROFILES", "get_device", "get_profile", "seed_everything", "describe_profile",
-           "data_dir", "checkpoint_path"]
+           "data_dir", "checkpoint_path", "scale_profile", "cpu_has_bf16", "amp_dtype", "amp_reason"]
 
 VALID_DEVICES = ("cpu", "cuda", "mps")
 
@@ -47,6 +48,7 @@ class Profile:
     style_steps: int  # L-BFGS steps for stylize()
     feature_inversion_steps: int
     max_pixels: int  # larger images are refused with the size that would fit
+    time_scale: float = 1.0  # < 1: the time and iteration budgets above were scaled down (COURSE_TIME_SCALE)
 
 
 PROFILES: dict[str, Profile] = {
@@ -97,15 +99,88 @@ def get_device(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def get_profile(name: str | None = None, device: torch.device | str | None = None) -> Profile:
-    """The named profile, else COURSE_PROFILE, else `full` on CUDA and `quick` on CPU/MPS."""
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (oneDNN's own check; asked once, not on every step)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype `device` runs fastest, None for float32:
+
+    - CUDA compute capability >= 8.0 (A100, L4, H100): bfloat16 tensor cores;
+    - CUDA 7.x (V100, T4): float16, since their bfloat16 is emulated and slower than float32
+      (not `torch.cuda.is_bf16_supported()`: it counts emulation as support);
+    - a CPU with native bfloat16 (AVX512-BF16 or AMX): bfloat16;
+    - anything else (MPS, other CPUs, CUDA < 7.0): None.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16 if major == 7 else None
+    if device.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def amp_reason(device: torch.device | str) -> str:
+    """One line: which mixed precision `amp_dtype(device)` chose and why (for the setup notebook and the CLI)."""
+    device, dtype = torch.device(device), amp_dtype(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        gpu = f"{name} is compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
+        if dtype == torch.bfloat16:
+            return f"bfloat16 autocast: {gpu}, which has bfloat16 tensor cores"
+        if dtype == torch.float16:
+            return (f"float16 autocast with a GradScaler: {gpu}, which has float16 tensor cores but no "
+                    f"bfloat16 hardware")
+        return f"float32: {gpu}, which has no tensor cores"
+    if device.type == "cpu":
+        if dtype == torch.bfloat16:
+            return "bfloat16 autocast: this CPU computes bfloat16 natively (AVX512-BF16 or AMX)"
+        return "float32: this CPU has no native bfloat16, and emulated bfloat16 is slower than float32"
+    return f"float32: the course uses mixed precision on CUDA and on CPUs with native bfloat16, not on {device.type}"
+
+
+# Budgets that COURSE_TIME_SCALE shrinks; sizes, sample counts and code paths stay the profile's own.
+SCALED_SECONDS = ("gan_seconds", "diffusion_seconds")
+SCALED_STEPS = ("gan_steps", "diffusion_steps", "inversion_steps", "style_steps", "feature_inversion_steps")
+
+
+def get_profile(name: str | None = None, device: torch.device | str | None = None,
+                time_scale: float | None = None) -> Profile:
+    """The named profile, else COURSE_PROFILE, else `full` on CUDA and `quick` on CPU/MPS; its time and iteration
+    budgets multiplied by `time_scale`, else COURSE_TIME_SCALE, else 1 (`make rehearse` runs `full` on a CPU so)."""
     name = name or os.environ.get("COURSE_PROFILE") or None
     if name is None:
         device = torch.device(device) if device is not None else get_device()
         name = "full" if device.type == "cuda" else "quick"
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)} (set COURSE_PROFILE)")
-    return PROFILES[name]
+    if time_scale is None:
+        time_scale = _env_time_scale()
+    return PROFILES[name] if time_scale == 1.0 else scale_profile(PROFILES[name], time_scale)
+
+
+def _env_time_scale() -> float:
+    text = os.environ.get("COURSE_TIME_SCALE") or "1"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"COURSE_TIME_SCALE={text!r} is not a number: use e.g. 0.05 (5% of every time budget)") from None
+
+
+def scale_profile(profile: Profile, time_scale: float) -> Profile:
+    """`profile` with its seconds and iteration budgets times `time_scale` (each step budget at least 1)."""
+    if not 0.0 < time_scale <= 1.0:
+        raise ValueError(f"time scale must be in (0, 1], got {time_scale}: it only shortens budgets")
+    seconds = {key: getattr(profile, key) * time_scale for key in SCALED_SECONDS}
+    steps = {key: max(1, round(getattr(profile, key) * time_scale)) for key in SCALED_STEPS
+             if getattr(profile, key) is not None}
+    return replace(profile, **seconds, **steps, time_scale=profile.time_scale * time_scale)
 
 
 def describe_profile(profile: Profile) -> str:

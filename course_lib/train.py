@@ -6,11 +6,12 @@
   safe loads (`weights_only=True`) that fail clearly on the wrong kind of checkpoint.
 - `progress`: a `tqdm.auto` bar that works in notebooks and terminals.
 - `check_finite`: stop a run whose loss became NaN or exploded.
+- `autocast` / `grad_scaler`: mixed precision in the dtype `runtime.amp_dtype` picks for the device, with loss
+  scaling when that dtype is float16.
 """
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import os
 import secrets
@@ -23,9 +24,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .runtime import amp_dtype
+
 __all__ = [
     "Budget", "EMA", "TrainingDiverged", "CheckpointError",
-    "save_checkpoint", "load_checkpoint", "progress", "check_finite", "autocast", "cpu_has_bf16",
+    "save_checkpoint", "load_checkpoint", "progress", "check_finite", "autocast", "grad_scaler",
 ]
 
 FORMAT_VERSION = 1
@@ -197,21 +200,17 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", disable
 
 
 def autocast(device: torch.device | str, enabled: bool = True):
-    """Mixed precision in one place: bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16 or
-    AMX, where oneDNN runs convolutions about 2x faster); float32 elsewhere (MPS, older CPUs). Weights stay
-    float32, so checkpoints and sampling are unaffected."""
+    """Mixed precision in one place: autocast in `runtime.amp_dtype(device)` (bfloat16 or float16), or no autocast
+    (float32) where that is None or `enabled` is False. Weights stay float32, so checkpoints and sampling are
+    unaffected."""
     device = torch.device(device)
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if enabled and device.type == "cpu" and cpu_has_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
+    dtype = amp_dtype(device) if enabled else None
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (oneDNN's own check; asked once, not on every step)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+def grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.GradScaler:
+    """The loss scaler for `autocast(device, enabled)`: on only when that autocast is float16, whose small
+    gradients underflow to 0 unless the loss is scaled up first. A disabled scaler passes `scale`, `unscale_`,
+    `step` and `update` straight through, so a loop calls them whatever the dtype."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=enabled and amp_dtype(device) == torch.float16)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from course_lib import diffusion as D
+from course_lib import train as train_module
 from course_lib.diffusion_edit import renoise
 from course_lib.train import Budget, CheckpointError, save_checkpoint
 
@@ -380,6 +381,39 @@ def test_training_stops_on_nan():
                           generator=torch.Generator().manual_seed(0), disable_progress=True)
 
 
+def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
+    """As on a T4: float16 autocast (forced on this CPU, whose autocast supports float16 convolutions) with a
+    GradScaler that unscales before clipping and steps once per step; the weights move and stay finite."""
+    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    calls = []
+    for name in ("unscale_", "step", "update"):
+        method = getattr(torch.amp.GradScaler, name)
+
+        def spied(self, *args, _name=name, _method=method, **kwargs):
+            calls.append((_name, self.is_enabled()))
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.amp.GradScaler, name, spied)
+    config = tiny_config()
+    torch.manual_seed(0)
+    start = D.TrainResult(D.build_model(config), D.build_model(config), config)
+    before = [p.detach().clone() for p in start.model.parameters()]
+    result = D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=2), resume=start,
+                               generator=torch.Generator().manual_seed(0), disable_progress=True)
+    assert calls == [("unscale_", True), ("step", True), ("update", True)] * 2
+    assert all(math.isfinite(v) for v in result.history["loss"])
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(before, result.model.parameters()))
+
+
+def test_float16_training_still_stops_on_nan(monkeypatch):
+    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
+    with pytest.raises(Exception, match="became"):
+        D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
+                          generator=torch.Generator().manual_seed(0), disable_progress=True)
+
+
 # ---------------------------------------------------------------- editing
 def test_inpainting_keeps_known_pixels_exactly():
     model = tiny_model()
@@ -503,7 +537,7 @@ def test_checks_pass_solutions_and_catch_mistakes(name, monkeypatch, capsys):
         raise NotImplementedError("write it")
 
     assert check(unfinished) is False
-    assert "not implemented" in capsys.readouterr().out
+    assert "not done yet. write it" in capsys.readouterr().out
 
 
 def test_draw_strokes_and_half_mask():

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import gan, gan_edit, gan_toy
+from course_lib import gan, gan_edit, gan_toy, runtime
+from course_lib import train as train_module
 from course_lib.train import Budget, CheckpointError, TrainingDiverged, save_checkpoint
 
 
@@ -148,8 +149,7 @@ def test_short_seeded_training_lowers_the_loss_and_is_reproducible(monkeypatch):
 def test_fast_path_keeps_float32_weights_and_follows_the_float32_path(monkeypatch):
     """channels_last + bfloat16 autocast (forced on, as on a CPU with native bf16) change speed, not the game:
     the weights stay float32 (checkpoints, sampling), and one step gives nearly the float32 step's losses."""
-    from course_lib import train as train_module
-    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)  # looked up by runtime.amp_dtype
     data, z = tiny_digits(8), torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
     stats = {}
     for fast in (False, True):
@@ -161,6 +161,49 @@ def test_fast_path_keeps_float32_weights_and_follows_the_float32_path(monkeypatc
         assert conv.is_contiguous(memory_format=torch.channels_last) == fast
     assert stats[True].dtype == torch.float32
     torch.testing.assert_close(stats[True], stats[False], atol=0.05, rtol=0.05)
+
+
+def _count_scaler_calls(monkeypatch) -> dict[str, int]:
+    """Count GradScaler.step and .update calls (the real methods still run)."""
+    calls = {"step": 0, "update": 0}
+    for name in calls:
+        method = getattr(torch.amp.GradScaler, name)
+
+        def counted(self, *args, _name=name, _method=method, **kwargs):
+            calls[_name] += 1
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.amp.GradScaler, name, counted)
+    return calls
+
+
+def test_float16_steps_d_and_g_through_one_grad_scaler(monkeypatch):
+    """As on a T4: float16 autocast (forced on this CPU, whose autocast supports float16 convolutions) with one
+    GradScaler, stepped once per optimizer and updated once per round; the weights move and stay finite."""
+    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    calls = _count_scaler_calls(monkeypatch)
+    torch.manual_seed(0)
+    run = gan.build_gan(tiny_config())
+    before = [p.detach().clone() for p in [*run.net_g.parameters(), *run.net_d.parameters()]]
+    data, z = tiny_digits(8), torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        stats = gan.train_step(run, data, z)
+    assert run.scaler.is_enabled() and calls == {"step": 6, "update": 3}
+    after = [*run.net_g.parameters(), *run.net_d.parameters()]
+    assert torch.isfinite(stats).all() and all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in after)
+    assert all(not torch.equal(p, q) for p, q in zip(before, after))
+
+
+def test_float16_checkpoint_keeps_the_loss_scale_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    path = tmp_path / "g.pt"
+    run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=2), checkpoint=path)
+    run.scaler.update(1024.0)  # a scale other than the default, to see it come back
+    gan.save_gan(path, run)
+    loaded = gan.load_gan(path)
+    assert loaded.scaler.is_enabled() and loaded.scaler.get_scale() == 1024.0
+    assert gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=1), resume=loaded).step == 3
 
 
 def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from course_lib import metrics
+from course_lib import train as train_module
 from course_lib.data import load_mnist
 from course_lib.digit_classifier import not_digits
 from course_lib.runtime import checkpoint_path, data_dir
@@ -141,6 +142,26 @@ def test_train_classifier_runs_a_budget_and_reduces_the_loss():
     history = metrics.train_classifier(model, images, labels, budget=Budget(max_steps=30), config=config, generator=g)
     assert history["step"][-1] == 30 and not model.training
     assert history["loss"][-1] < history["loss"][0]
+
+
+def test_train_classifier_under_float16_steps_through_the_grad_scaler(monkeypatch):
+    """As on a T4: float16 autocast (forced on this CPU) with an enabled GradScaler stepped every step."""
+    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    enabled, step = [], torch.amp.GradScaler.step
+
+    def spied_step(self, *args, **kwargs):
+        enabled.append(self.is_enabled())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "step", spied_step)
+    model = metrics.DigitClassifier(metrics.DigitClassifierConfig(channels=(2, 4), feature_dim=8))
+    before = [p.detach().clone() for p in model.parameters()]
+    history = metrics.train_classifier(model, torch.rand(8, 1, 28, 28), torch.arange(8) % 2,
+                                       budget=Budget(max_steps=3), config=metrics.JudgeTrainConfig(batch_size=4),
+                                       generator=torch.Generator().manual_seed(0))
+    assert enabled == [True] * 3 and all(torch.isfinite(torch.tensor(history["loss"])))
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
 def test_not_digits_are_images_in_range():

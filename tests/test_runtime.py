@@ -143,3 +143,80 @@ def test_data_dir_honours_course_data(no_env, monkeypatch, tmp_path):
     assert runtime.data_dir() == tmp_path
     assert runtime.checkpoint_path("gan.pt") == tmp_path / "checkpoints" / "gan.pt"
     assert not (tmp_path / "checkpoints").exists()  # asking for a path creates nothing
+
+
+# ---------------------------------------------------------------- mixed precision
+def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str = "Tesla T4") -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                  ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16),
+                                                  ((6, 1), None)])
+def test_amp_dtype_on_cuda_follows_the_compute_capability(monkeypatch, capability, expected):
+    _fake_gpu(monkeypatch, capability)
+    assert runtime.amp_dtype("cuda") is expected
+    assert runtime.amp_dtype(torch.device("cuda", 0)) is expected
+
+
+@pytest.mark.parametrize("has_bf16, expected", [(True, torch.bfloat16), (False, None)])
+def test_amp_dtype_on_cpu_needs_native_bfloat16(monkeypatch, has_bf16, expected):
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: has_bf16)
+    assert runtime.amp_dtype("cpu") is expected
+
+
+def test_amp_dtype_on_mps_is_float32(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)  # the host CPU's bfloat16 does not count
+    assert runtime.amp_dtype("mps") is None
+
+
+def test_amp_reason_on_a_t4_says_float16_and_why(monkeypatch):
+    _fake_gpu(monkeypatch, (7, 5))
+    assert runtime.amp_reason("cuda") == ("float16 autocast with a GradScaler: Tesla T4 is compute capability 7.5, "
+                                          "which has float16 tensor cores but no bfloat16 hardware")
+
+
+@pytest.mark.parametrize("device, gpu, has_bf16, start", [
+    ("cuda", ((9, 0), "NVIDIA H100"), False, "bfloat16 autocast: NVIDIA H100 is compute capability 9.0"),
+    ("cuda", ((6, 1), "GeForce GTX 1080"), False, "float32: GeForce GTX 1080 is compute capability 6.1"),
+    ("cpu", None, True, "bfloat16 autocast: this CPU"),
+    ("cpu", None, False, "float32: this CPU"),
+    ("mps", None, True, "float32:"),
+])
+def test_amp_reason_starts_with_the_chosen_dtype(monkeypatch, device, gpu, has_bf16, start):
+    if gpu is not None:
+        _fake_gpu(monkeypatch, *gpu)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: has_bf16)
+    assert runtime.amp_reason(device).startswith(start)
+
+
+# ---------------------------------------------------------------- COURSE_TIME_SCALE (make rehearse)
+def test_time_scale_shrinks_time_and_iteration_budgets_only(monkeypatch):
+    from course_lib.runtime import PROFILES, get_profile
+
+    monkeypatch.setenv("COURSE_TIME_SCALE", "0.1")
+    full, scaled = PROFILES["full"], get_profile("full")
+    assert (scaled.gan_seconds, scaled.diffusion_seconds) == pytest.approx((full.gan_seconds / 10, full.diffusion_seconds / 10))
+    assert (scaled.style_steps, scaled.inversion_steps) == (full.style_steps // 10, full.inversion_steps // 10)
+    assert scaled.time_scale == 0.1 and scaled.name == "full"
+    for kept in ("image_size", "judge_samples", "sample_steps", "mnist_limit", "max_pixels", "train"):
+        assert getattr(scaled, kept) == getattr(full, kept), kept
+
+
+def test_time_scale_keeps_step_budgets_at_least_one_and_none_as_none():
+    from course_lib.runtime import PROFILES, scale_profile
+
+    tiny = scale_profile(PROFILES["smoke"], 1e-6)
+    assert tiny.gan_steps == 1 and tiny.style_steps == 1
+    assert scale_profile(PROFILES["full"], 0.5).gan_steps is None
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "2"])
+def test_a_bad_time_scale_is_refused_with_the_fix(monkeypatch, value):
+    from course_lib.runtime import get_profile
+
+    monkeypatch.setenv("COURSE_TIME_SCALE", value)
+    with pytest.raises(ValueError, match="COURSE_TIME_SCALE|time scale must be in"):
+        get_profile("full")

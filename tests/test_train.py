@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import course_lib
-from course_lib import train
+from course_lib import runtime, train
 from course_lib.train import EMA, Budget, CheckpointError, TrainingDiverged, load_checkpoint, save_checkpoint
 
 
@@ -183,7 +183,7 @@ def test_config_must_be_a_dataclass_or_dict(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
-# ---------------------------------------------------------------- check_finite, progress, autocast
+# ---------------------------------------------------------------- check_finite, progress, autocast, grad_scaler
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 2e6, torch.tensor(float("nan"))])
 def test_check_finite_raises_on_divergence(value):
     with pytest.raises(TrainingDiverged, match="loss_g.*step 12"):
@@ -202,11 +202,48 @@ def test_progress_bar_can_be_switched_off(monkeypatch):
 
 def test_autocast_uses_bfloat16_on_cpu_only_where_the_hardware_has_it(monkeypatch):
     x = torch.ones(2, 2)
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)  # looked up by runtime.amp_dtype
     with train.autocast("cpu"):
         assert (x @ x).dtype == torch.bfloat16
     with train.autocast("cpu", enabled=False):
         assert (x @ x).dtype == torch.float32
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     with train.autocast("cpu"):
         assert (x @ x).dtype == torch.float32
+
+
+def test_autocast_runs_float16_where_amp_dtype_chooses_it(monkeypatch):
+    monkeypatch.setattr(train, "amp_dtype", lambda device: torch.float16)  # as on a T4
+    x = torch.ones(2, 2)
+    with train.autocast("cpu"):
+        assert (x @ x).dtype == torch.float16
+
+
+@pytest.mark.parametrize("dtype, enabled", [(torch.float16, True), (torch.bfloat16, False), (None, False)])
+def test_grad_scaler_is_on_only_under_float16(monkeypatch, dtype, enabled):
+    monkeypatch.setattr(train, "amp_dtype", lambda device: dtype)
+    assert train.grad_scaler("cpu").is_enabled() == enabled
+    assert not train.grad_scaler("cpu", enabled=False).is_enabled()  # mixed_precision=False: no scaling
+
+
+def test_disabled_grad_scaler_passes_everything_through():
+    param = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    scaler = train.grad_scaler("cpu", enabled=False)
+    loss = param.sum()
+    assert scaler.scale(loss) is loss
+    loss.backward()
+    scaler.step(optimizer)
+    scaler.update()
+    torch.testing.assert_close(param.detach(), torch.full((2,), 0.5))  # a plain SGD step
+
+
+def test_float16_grad_scaler_skips_a_step_on_inf_gradients_and_lowers_the_scale(monkeypatch):
+    monkeypatch.setattr(train, "amp_dtype", lambda device: torch.float16)
+    param = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    scaler = train.grad_scaler("cpu")
+    scaler.scale(param.sum() * math.inf).backward()  # an overflowed float16 gradient
+    scaler.step(optimizer)
+    scaler.update()
+    assert torch.equal(param.detach(), torch.ones(2)) and scaler.get_scale() == 2.0**15
