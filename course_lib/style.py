@@ -194,8 +194,7 @@ class StyleConfig:
     style_scale: float = 1.0  # the painting is resized to style_scale x the output's pixel count
     max_seconds: float | None = None  # wall-clock budget for the whole run
     seed: int = 0  # for init="noise"
-    # VGG in bfloat16 where the hardware has it (train.autocast): 1.5x faster on an AVX512-BF16 CPU, but off by
-    # default: L-BFGS without line search diverged on one of three benchmark pairs (the_scream) with bf16 gradients
+    # the VGG pass under runtime.amp_dtype's autocast; off: L-BFGS without line search diverged on reduced precision
     mixed_precision: bool = False
 
     def __post_init__(self):
@@ -327,7 +326,7 @@ def _gatys_loss(vgg: VGG19Features, photo: torch.Tensor, styles: list[torch.Tens
                 target_grams[name] = target_grams[name] + weight * gram_matrix(features[name])
 
     def loss_fn(image: torch.Tensor) -> dict[str, torch.Tensor]:
-        with autocast(image.device, config.mixed_precision):  # the VGG pass in bfloat16 where the hardware has it
+        with autocast(image.device, config.mixed_precision):  # the VGG pass in reduced precision if enabled
             features = vgg(image)
         features = {name: f.float() for name, f in features.items()}  # Gram matrices and losses in float32
         terms = {"content": config.content_weight * content_loss(features, content_targets),
