@@ -1,0 +1,55 @@
+"""tools/gpu_report.py (`make gpu-report`): refuses at once without CUDA, and its smoke plan runs end to end on a CPU.
+
+Both run the command as a user does, in a fresh process with CUDA hidden (CUDA_VISIBLE_DEVICES=""), so they say
+the same thing on a machine with a GPU.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "tools" / "gpu_report.py"
+EXPECTED_KEYS = {"date", "device", "device_type", "compute_capability", "torch", "cuda", "amp_dtype", "plan",
+                 "full_profile", "stages", "total_seconds", "limit_seconds", "machine", "rows"}
+STAGES = {"gan training", "gan sampling and judging", "diffusion training", "diffusion sampling and judging",
+          "style transfer"}
+
+
+def _run(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "COURSE_PROGRESS": "0"}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(TOOL), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    return done, time.perf_counter() - start
+
+
+def test_without_cuda_it_stops_at_once_and_says_why(tmp_path):
+    out = tmp_path / "gpu.json"
+    done, seconds = _run("--out", str(out), timeout=60)
+    assert done.returncode != 0
+    assert "no CUDA GPU" in done.stderr and "--smoke" in done.stderr
+    assert seconds < 20 and not out.exists()
+    assert "MNIST" not in done.stdout + done.stderr  # stopped before loading data or training
+
+
+def test_smoke_run_prints_the_table_and_writes_every_key(tmp_path):
+    out = tmp_path / "bench" / "gpu.json"
+    done, _ = _run("--smoke", "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert EXPECTED_KEYS <= set(report)
+    assert report["device_type"] == "cpu" and report["compute_capability"] is None
+    assert set(report["stages"]) == STAGES
+    assert all(s["seconds"] > 0 and s["peak_mib"] is None for s in report["stages"].values())  # no GPU memory on CPU
+    groups = {row["group"] for row in report["rows"]}
+    assert groups == {"plan", "gan", "diffusion", "style", "total"}
+    whats = " | ".join(row["what"] for row in report["rows"])
+    for figure in ("FID", "recognizable", "classes", "training throughput", "sampling throughput", "autoguidance",
+                   "L-BFGS steps", "full: 300 s", "full: 900 s"):
+        assert figure in whats, figure
+    assert "group" in done.stdout and "figure" in done.stdout and "the whole report" in done.stdout  # the table
