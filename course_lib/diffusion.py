@@ -47,11 +47,8 @@ CHECKPOINT_KIND = "diffusion"
 LOSS_WEIGHTINGS = ("none", "min_snr")
 TIMESTEP_SAMPLINGS = ("uniform", "laplace")
 TARGET_ESTIMATES = ("sample", "stf")
-# AutoGuidance defaults for the unconditional model, measured on models trained 300 s (see the benchmarks): the
-# scale w, and the noise levels sigma_t where it guides, not below 0.3 (guidance in a limited interval, Kynkaanniemi
-# et al. 2024). On one such model: FID 34.5 at w = 2.5 with the interval; without it 44.0 at w = 2, 52.8 at w = 3.
-AUTOGUIDANCE = 2.5
-AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))
+AUTOGUIDANCE = 2.5  # the unconditional model's guidance scale w, measured best on models trained 300 s
+AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))  # guide only at noise levels sigma_t >= 0.3 (Kynkaanniemi et al. 2024)
 
 
 @dataclass
@@ -88,7 +85,7 @@ class DiffusionConfig:
     warmup_steps: int = 100
     lr_decay: bool = True  # cosine decay to 10% over the budget (steps or seconds)
     grad_clip: float = 1.0
-    ema_decay: float = 0.999  # with warm-up: min(decay, (1 + n) / (10 + n)) at update n
+    ema_decay: float = 0.999  # EMA of the weights used for sampling, warmed up by `EMA.update(model, step)`
     # keep a copy of the EMA model once this fraction of the budget is spent: the weak model of autoguidance
     # (AutoGuidance, Karras et al. 2024); None keeps none
     weak_model_at: float | None = 0.1

@@ -36,28 +36,22 @@ IMAGE_SIZES = (28, 32, 64)
 
 @dataclass
 class DCGANConfig:
-    """The model and the recipe. The defaults are the recipe measured best for 60 s on 2 CPU cores (see the
-    benchmarks); Radford et al.'s original values are noted where they differ. A CPU without native bfloat16 needs
-    narrower networks (`FP32_CPU_WIDTHS`): `default_config(device)` picks the widths for the hardware."""
+    """The model and the recipe. The defaults are the recipe measured best for 60 s on 2 CPU cores (README,
+    "Measured history of the recipes"); Radford et al.'s original values are noted where they differ. A CPU without
+    native bfloat16 needs narrower networks (`FP32_CPU_WIDTHS`): `default_config(device)` picks them."""
 
     image_size: int = 32  # 32 (MNIST padded by 2, the classic DCGAN: measured best), 28 (MNIST as is, lighter) or 64
     image_channels: int = 1
-    latent_dim: int = 8  # nz: length of z; paper: 100. A digit varies in few ways (which digit, slant, width, stroke)
-    # and G learns faster from a short z. ngf 48, ndf 32, 2,091 steps in float32: FID 23.0 / 25.2 against
-    # 34.9 / 36.1 with 100 (seeds 0 / 1, N = 1,000). ngf 24, ndf 16, 60 s on a float32 CPU: 32.7 / 30.3 / 32.8 /
-    # 46.1 against 52.1 / 68.2 / 65.2 / 69.2 (seeds 0-3). Mean FID of seeds 0 and 1 after 1,300 steps at ngf 24,
-    # ndf 16, by nz: 4: 46, 6: 38, 8: 32, 10: 43, 12: 45, 16: 45, 32: 54, 100: 63
-    g_channels: int = 48  # ngf: width of G's last hidden layer (doubles towards the input); 48 beat 32 and tied 64
-    # (3-seed mean FID 32.1 vs 32.4 after 60 s) at fewer ms per step
+    latent_dim: int = 8  # nz, paper: 100; a digit varies in few ways (which, slant, width), so a short z learns faster
+    g_channels: int = 48  # ngf: width of G's last hidden layer (doubles towards the input); beat 32, tied 64, faster
     d_channels: int = 32  # ndf: width of D's first layer (doubles towards the output)
     batch_size: int = 64
     lr_g: float = 2e-3  # paper: 2e-4
     lr_d: float = 2e-3  # paper: 2e-4
-    betas: tuple[float, float] = (0.0, 0.99)  # paper: (0.5, 0.999). No momentum (beta1 = 0, as in StyleGAN2 and
-    # BigGAN) measured FID 34.9 / 36.1 vs 49.1 / 39.3 with 0.5 (seeds 0 / 1, 2,091 steps in float32, N = 1,000)
+    betas: tuple[float, float] = (0.0, 0.99)  # paper: (0.5, 0.999); no momentum (as in StyleGAN2, BigGAN) learns faster
     ema_decay: float = 0.99  # EMA of G's weights used for sampling (0 = off)
-    mixed_precision: bool = True  # autocast in the dtype the hardware runs fastest (runtime.amp_dtype): bfloat16,
-    # or float16 with a GradScaler
+    mixed_precision: bool = True  # autocast in the dtype the hardware runs fastest (runtime.amp_dtype), with a
+    # GradScaler for float16
     channels_last: bool = True  # NHWC memory format, the layout oneDNN/cuDNN convolutions prefer: ~1.2x on CPU
 
     def __post_init__(self):
@@ -72,10 +66,7 @@ class DCGANConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
-# A CPU without native bfloat16 (AVX2 only, e.g. many AMD EPYC and older Intel chips) trains in float32, where the
-# default widths cost 100-115 ms per step on 2 cores: 520-590 steps in 60 s. ngf 24 and ndf 16 take 2.1-2.4x more steps
-# in the same time and score far better within 60 s: FID 32.7 against 74.9 (seed 0, nz 8, N = 1,000); ngf 32 or
-# ndf 24 instead (fewer steps) scored 39.7 / 34.8 and 58.2 / 47.8 against 32.7 / 30.3 (seeds 0 / 1).
+# float32 widths for a CPU without native bfloat16 (AVX2 only): 2.1-2.4x the steps of the defaults, so better in 60 s
 FP32_CPU_WIDTHS = dict(g_channels=24, d_channels=16)
 
 
