@@ -276,13 +276,6 @@ def _lr_at(config: DiffusionConfig, step: int, fraction: float) -> float:
     return config.lr * warm * decay
 
 
-def _budget_fraction(budget: Budget, step: int) -> float:
-    parts = [step / budget.max_steps] if budget.max_steps else []
-    if budget.max_seconds:
-        parts.append(budget.elapsed / budget.max_seconds)
-    return max(parts) if parts else 0.0
-
-
 def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
                     budget: Budget, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
                     resume: TrainResult | None = None, checkpoint: str | Path | None = None,
@@ -314,13 +307,12 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     step, last_save = 0, time.perf_counter()
     while not budget.done(step):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(config, step, _budget_fraction(budget, step))
+            group["lr"] = _lr_at(config, step, budget.fraction(step))
         loss = _train_step(model, optimizer, scaler, data, labels, scheduler, config, generator)
-        n = result.steps + step
-        ema.update(model, decay=min(config.ema_decay, (1 + n) / (10 + n)))
+        ema.update(model, result.steps + step)
         step += 1
         if (config.weak_model_at is not None and result.weak_model is None
-                and _budget_fraction(budget, step) >= config.weak_model_at):
+                and budget.fraction(step) >= config.weak_model_at):
             result.weak_model = copy.deepcopy(ema.model).eval().requires_grad_(False)
         if step % log_every == 0 or step == 1:
             check_finite(result.steps + step, loss=loss)

@@ -323,16 +323,9 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
     scaler.update()
     net_d.requires_grad_(True)
     if run.ema is not None:
-        run.ema.update(net_g, decay=min(run.ema.decay, (1 + run.step) / (10 + run.step)))  # warm-up
+        run.ema.update(net_g, run.step)
     d_real, d_fake = real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()
     return torch.stack([loss_d, loss_g, d_real, d_fake]).detach()
-
-
-def _budget_fraction(budget: Budget, step: int) -> float:
-    """How much of the budget is used, in [0, 1]: the larger of the step and the seconds fractions."""
-    parts = [step / budget.max_steps if budget.max_steps else 0.0,
-             budget.elapsed / budget.max_seconds if budget.max_seconds else 0.0]
-    return min(1.0, max(parts))
 
 
 def _snapshot(run: GANResult) -> None:
@@ -375,7 +368,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
     next_snapshot, last_save, start_seconds, calls = 0, 0.0, run.seconds, 0
     budget.start()
     while not budget.done(calls):
-        if _budget_fraction(budget, calls) >= next_snapshot / num_snapshots:
+        if budget.fraction(calls) >= next_snapshot / num_snapshots:
             _snapshot(run)
             next_snapshot += 1
         index = torch.randint(len(data), (config.batch_size,), generator=generator).to(device)

@@ -73,6 +73,12 @@ class Budget:
             return True
         return self.max_seconds is not None and self.elapsed >= self.max_seconds
 
+    def fraction(self, step: int) -> float:
+        """How much of the budget `step` steps and the elapsed time have used, in [0, 1]: the larger share."""
+        steps = step / self.max_steps if self.max_steps else 0.0
+        seconds = self.elapsed / self.max_seconds if self.max_seconds else 0.0
+        return min(1.0, max(steps, seconds))
+
     @property
     def total(self) -> int | None:
         """Steps for a progress bar when the budget is in steps."""
@@ -82,7 +88,8 @@ class Budget:
 class EMA:
     """theta_ema <- decay * theta_ema + (1 - decay) * theta, after each optimizer step.
 
-    Keeps a frozen copy of the model (`.model`) in eval mode; buffers are copied as they are.
+    Keeps a frozen copy of the model (`.model`) in eval mode; buffers are copied as they are. `update(model, step)`
+    warms up: it uses min(decay, (1 + step) / (10 + step)), so the early average forgets the random initial weights.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float = 0.999):
@@ -92,12 +99,17 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module, decay: float | None = None) -> None:
-        d = self.decay if decay is None else decay
+    def update(self, model: torch.nn.Module, step: int | None = None, *, decay: float | None = None) -> None:
+        """One averaging step: at `decay` if given, else warmed up at update number `step`, else at `self.decay`."""
+        d = decay if decay is not None else self.decay if step is None else self.warmup_decay(step)
         for p_ema, p in zip(self.model.parameters(), model.parameters()):
             p_ema.lerp_(p.detach(), 1.0 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
+
+    def warmup_decay(self, step: int) -> float:
+        """The decay at update number `step` (from 0): min(decay, (1 + step) / (10 + step))."""
+        return min(self.decay, (1 + step) / (10 + step))
 
 
 class TrainingDiverged(RuntimeError):

@@ -52,6 +52,17 @@ def test_steps_and_seconds_stop_at_whichever_comes_first(monkeypatch):
     assert budget.done(3)
 
 
+def test_budget_fraction_is_the_larger_share_capped_at_one(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    budget = Budget(max_steps=10, max_seconds=4.0).start()
+    clock[0] = 1.0
+    assert budget.fraction(5) == 0.5  # steps 5/10 beat seconds 1/4
+    clock[0] = 3.0
+    assert budget.fraction(5) == 0.75  # seconds 3/4 beat steps 5/10
+    assert budget.fraction(20) == 1.0 and Budget(max_steps=0).fraction(0) == 0.0
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"max_steps": -1}, {"max_seconds": -0.5}])
 def test_budget_rejects_bad_limits(kwargs):
     with pytest.raises(ValueError, match="max_steps|max_seconds"):
@@ -83,6 +94,17 @@ def test_ema_decay_override_buffers_and_frozen_copy():
     ema.update(model, decay=0.0)  # decay 0: copy
     assert torch.equal(ema.model.weight, model.weight) and torch.equal(ema.model.running_mean, model.running_mean)
     assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_ema_warm_up_by_step_uses_min_of_decay_and_1_plus_n_over_10_plus_n():
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(model, decay=0.99)
+    assert [ema.warmup_decay(n) for n in (0, 90, 10_000)] == [0.1, 91 / 100, 0.99]
+    with torch.no_grad():
+        ema.model.weight.fill_(0.0)
+        model.weight.fill_(1.0)
+    ema.update(model, 0)  # decay 0.1 at update 0
+    assert ema.model.weight.item() == pytest.approx(0.9)
 
 
 @pytest.mark.parametrize("decay", [1.0, -0.1, 1.5])
