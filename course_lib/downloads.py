@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .train import progress as progress_bar
+from .runtime import progress as progress_bar
 
 __all__ = ["download", "atomic_write", "file_hash", "offline", "first_line", "DownloadError", "ChecksumError",
            "USER_AGENT"]

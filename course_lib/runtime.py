@@ -1,4 +1,4 @@
-"""Where the course runs: the device, its mixed-precision dtype, the budget profile, and the seed.
+"""Where the course runs: the device, its mixed-precision dtype, the budget profile, the seed and the progress bar.
 
 Nothing here runs at import time; every notebook's first cell calls
 `get_device()`, `get_profile()` and `seed_everything(...)`.
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["Profile", "PROFILES", "get_device", "get_profile", "seed_everything", "describe_profile",
-           "data_dir", "checkpoint_path", "scale_profile", "cpu_has_bf16", "amp_dtype", "amp_reason"]
+           "data_dir", "checkpoint_path", "scale_profile", "cpu_has_bf16", "amp_dtype", "amp_reason",
+           "progress"]
 
 VALID_DEVICES = ("cpu", "cuda", "mps")
 
@@ -212,3 +214,11 @@ def data_dir() -> Path:
 def checkpoint_path(name: str) -> Path:
     """A checkpoint shipped with (or trained by) the course: `data_dir()/checkpoints/name`."""
     return data_dir() / "checkpoints" / name
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", disable: bool | None = None, **kwargs):
+    """A tqdm.auto progress bar (a widget in notebooks, text in terminals). Disabled when not a TTY/notebook
+    only if `disable` is None and COURSE_PROGRESS=0."""
+    if disable is None:
+        disable = os.environ.get("COURSE_PROGRESS", "1") == "0"
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)

@@ -4,7 +4,7 @@
 - `EMA`: exponential moving average of a model's weights.
 - `save_checkpoint` / `load_checkpoint`: atomic writes that store the config and the library version,
   safe loads (`weights_only=True`) that fail clearly on the wrong kind of checkpoint.
-- `progress`: a `tqdm.auto` bar that works in notebooks and terminals.
+- `progress`: a `tqdm.auto` bar that works in notebooks and terminals (defined in `runtime`).
 - `check_finite`: stop a run whose loss became NaN or exploded.
 - `autocast` / `grad_scaler`: mixed precision in the dtype `runtime.amp_dtype` picks for the device, with loss
   scaling when that dtype is float16.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import secrets
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -22,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from .runtime import amp_dtype
+from .downloads import atomic_write
+from .runtime import amp_dtype, progress
 
 __all__ = [
     "Budget", "EMA", "TrainingDiverged", "CheckpointError",
@@ -140,12 +139,10 @@ def _config_dict(config: Any) -> dict:
 
 
 def save_checkpoint(path: str | os.PathLike, *, kind: str, config: Any, state: dict, **extra: Any) -> Path:
-    """Write {kind, config, state, version, extra} atomically: a temp file in the same folder, then rename.
-
-    A crash or a full disk half-way leaves the previous checkpoint at `path` intact.
+    """Write {format, kind, config, state, version, extra} atomically (`downloads.atomic_write`): a crash or a full
+    disk half-way leaves the previous checkpoint at `path` intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT_VERSION,
         "kind": kind,
@@ -154,23 +151,14 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, config: Any, state: d
         "state": state,
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # not mkstemp: its files are private (0600)
-    f = open(tmp, "xb")
-    try:
-        with f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 
 def load_checkpoint(path: str | os.PathLike, *, kind: str, config_cls: type | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint safely (`weights_only=True`) and check it is of `kind`.
+    """Load a checkpoint safely (`weights_only=True`) and check it is of `kind` and of a format this library reads.
 
     With `config_cls`, `ckpt["config"]` is rebuilt into that dataclass; unknown or missing fields
     raise `CheckpointError` naming them.
@@ -184,6 +172,9 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str, config_cls: type | No
         raise CheckpointError(f"{path} is not a readable course checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path} is not a course checkpoint (no 'kind'/'config' entries)")
+    if ckpt.get("format", 0) > FORMAT_VERSION:  # older files (or none, before format 1) load as they are
+        raise CheckpointError(f"{path} was written by a newer course_lib (format {ckpt['format']}, this one reads up "
+                              f"to {FORMAT_VERSION}): update the course with git pull")
     if ckpt["kind"] != kind:
         raise CheckpointError(f"{path} holds a {ckpt['kind']!r} checkpoint, but a {kind!r} one was expected")
     if config_cls is not None:
@@ -201,14 +192,6 @@ def _rebuild_config(config_cls: type, values: dict, path: Path) -> Any:
         return config_cls(**values)
     except TypeError as e:
         raise CheckpointError(f"{path}: cannot rebuild {config_cls.__name__} from the stored config: {e}") from e
-
-
-def progress(iterable=None, *, total: int | None = None, desc: str = "", disable: bool | None = None, **kwargs):
-    """A tqdm.auto progress bar (a widget in notebooks, text in terminals). Disabled when not a TTY/notebook
-    only if `disable` is None and COURSE_PROGRESS=0."""
-    if disable is None:
-        disable = os.environ.get("COURSE_PROGRESS", "1") == "0"
-    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)
 
 
 def autocast(device: torch.device | str, enabled: bool = True):

@@ -158,6 +158,16 @@ def test_wrong_kind_is_refused(tmp_path):
         load_checkpoint(path, kind="gan")
 
 
+def test_a_newer_format_is_refused_and_an_older_one_loads(tmp_path):
+    newer = _save(tmp_path / "newer.pt", format=train.FORMAT_VERSION + 1)  # extra entries override the payload's
+    with pytest.raises(CheckpointError, match=f"newer course_lib \\(format {train.FORMAT_VERSION + 1}, this one "
+                                              f"reads up to {train.FORMAT_VERSION}\\): update the course with git pull"):
+        load_checkpoint(newer, kind="tiny")
+    older = tmp_path / "older.pt"
+    torch.save({"kind": "tiny", "config": {"width": 8}, "state": {}}, older)  # before format 1: no "format" entry
+    assert load_checkpoint(older, kind="tiny")["config"] == {"width": 8}
+
+
 def test_config_mismatch_is_refused(tmp_path):
     path = _save(tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match="lr|width"):
