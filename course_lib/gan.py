@@ -461,10 +461,6 @@ def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def _from_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 127.5 - 1
-
-
 def save_gan(path: str | Path, run: GANResult, *, optimizers: bool = True, **extra) -> Path:
     """Checkpoint everything needed to sample or to resume: G, D, EMA, optimizers and loss scaler, history,
     snapshots. optimizers=False leaves out Adam's moments and the scaler (half the file; for shipped checkpoints):

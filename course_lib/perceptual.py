@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
-           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance", "invert_features", "torchvision_weights_cached",
+           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance", "invert_features",
            "OptimizationResult", "PyramidImage", "optimize_image"]
 
 # VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
@@ -83,13 +83,6 @@ def _caffe_conv(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if indices.dim() != 4 or indices.shape[-2:] != (3, 3):  # a raw Keras HWIO export: make it OIHW
         raise ValueError(f"unexpected kernel layout {tuple(indices.shape)} for {key} in {caffe_weights_path()}")
     return table[indices.long()], state[f"{key}_b"].clone()
-
-
-def torchvision_weights_cached() -> bool:
-    """True when torchvision's VGG19 IMAGENET1K_V1 file is already in the torch hub cache."""
-    from torchvision.models import VGG19_Weights
-    filename = VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
 
 
 def _torchvision_state() -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import urllib.error
 import pytest
 import torch
 
-from course_lib import perceptual
+from course_lib import data
 from course_lib.perceptual import (LAYER_NAMES, VGG19Features, WeightsUnavailable, content_loss, invert_features,
                                    optimize_image, perceptual_distance, receptive_field)
 
@@ -103,7 +103,7 @@ def test_torchvision_weights_offline_raise_a_helpful_error(monkeypatch, tmp_path
     with pytest.raises(WeightsUnavailable, match="make fetch") as info:
         VGG19Features("torchvision", layers=["relu1_1"])
     assert "caffe" in str(info.value)
-    assert not perceptual.torchvision_weights_cached()
+    assert not data._vgg19_torchvision_path().is_file()
 
 
 def test_content_loss_is_zero_at_the_content_image_only(vgg_caffe):
