@@ -25,7 +25,7 @@ import torch
 from .downloads import ChecksumError, DownloadError, atomic_write, download, file_hash, first_line, offline
 from .images import (EXAMPLE_IMAGES, STYLE_IMAGES, Painting, example_image, fetch_painting, load_image,
                      style_image, style_path)
-from .runtime import data_dir
+from .runtime import check_choice, data_dir
 
 __all__ = [
     "MNIST", "load_mnist", "download_mnist",
@@ -182,8 +182,7 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", down
     `root` defaults to `runtime.data_dir()`; `limit` keeps the first `limit` digits (every digit class
     occurs in any prefix); `device` moves the tensors there once. Prints one line naming the source.
     """
-    if split not in MNIST_SPLITS:
-        raise ValueError(f"unknown MNIST split {split!r}: use one of {', '.join(MNIST_SPLITS)}")
+    check_choice("MNIST split", split, MNIST_SPLITS)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise ValueError(f"limit must be a positive int (number of digits) or None, got {limit!r}")
     root = _root(root)

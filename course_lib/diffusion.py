@@ -26,7 +26,7 @@ from .schedulers import (BETA_SCHEDULES, PREDICTIONS, SAMPLERS, DDIMScheduler, D
                          alpha_bar_from_betas, cosine_beta_schedule, linear_beta_schedule,
                          make_beta_schedule, make_scheduler, predict_eps, predict_x0, q_sample, snr)
 from .diffusion_edit import AutoGuidance, guided_output, inpaint, renoise, sample, sdedit
-from .runtime import get_device, get_profile, seed_everything
+from .runtime import check_choice, get_device, get_profile, seed_everything
 from .train import EMA, Budget, autocast, check_finite, grad_scaler, load_checkpoint, progress, save_checkpoint
 from .unet import UNet
 
@@ -94,21 +94,15 @@ class DiffusionConfig:
 
     def __post_init__(self):
         self.channel_mults, self.attention_levels = tuple(self.channel_mults), tuple(self.attention_levels)
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}: use one of {', '.join(BETA_SCHEDULES)}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {self.prediction!r}: use one of {', '.join(PREDICTIONS)}")
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}: use one of {', '.join(LOSS_WEIGHTINGS)}")
+        check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        check_choice("prediction", self.prediction, PREDICTIONS)
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_choice("target_estimate", self.target_estimate, TARGET_ESTIMATES)
+        check_choice("timestep_sampling", self.timestep_sampling, TIMESTEP_SAMPLINGS)
         factor = self.patch_size * 2 ** (len(self.channel_mults) - 1)
         if self.image_size % factor:
             raise ValueError(f"image_size {self.image_size} must be divisible by patch_size * 2 ** (levels - 1) = "
                              f"{factor} for patch_size {self.patch_size} and channel_mults {self.channel_mults}")
-        if self.target_estimate not in TARGET_ESTIMATES:
-            raise ValueError(f"unknown target_estimate {self.target_estimate!r}: use one of {', '.join(TARGET_ESTIMATES)}")
-        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
-            raise ValueError(f"unknown timestep_sampling {self.timestep_sampling!r}: use one of "
-                             f"{', '.join(TIMESTEP_SAMPLINGS)}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.weak_model_at is not None and not 0.0 < self.weak_model_at < 1.0:
@@ -122,8 +116,7 @@ class DiffusionConfig:
 def recipe(profile: str = "quick", *, conditional: bool = False) -> DiffusionConfig:
     """The training recipe for a profile. smoke and quick: the defaults, measured on 2 CPU cores. full (one GPU):
     a wider U-Net on full-resolution pixels with larger batches (not measured here: no GPU was available)."""
-    if profile not in ("smoke", "quick", "full"):
-        raise ValueError(f"unknown profile {profile!r}: use one of smoke, quick, full")
+    check_choice("profile", profile, ("smoke", "quick", "full"))
     classes = 10 if conditional else None
     if profile == "full":
         return DiffusionConfig(patch_size=1, base_channels=64, channel_mults=(1, 2, 2), attention_levels=(2,),

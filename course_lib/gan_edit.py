@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .gan import Generator, sample
+from .runtime import check_choice
 
 __all__ = ["lerp", "slerp", "interpolate", "Inversion", "invert", "morph"]
 
@@ -47,8 +48,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor, *, eps: f
 
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, num_steps: int, mode: str = "slerp") -> torch.Tensor:
     """num_steps codes from z0 to z1 (both included): (nz,), (nz,) -> (num_steps, nz)."""
-    if mode not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {mode!r}: use one of {', '.join(INTERPOLATIONS)}")
+    check_choice("interpolation", mode, INTERPOLATIONS)
     if num_steps < 2:
         raise ValueError(f"num_steps must be >= 2 (the two end points), got {num_steps}")
     if z0.shape != z1.shape or z0.ndim != 1:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .gan import discriminator_loss, generator_loss, minimax_generator_loss
+from .runtime import check_choice
 from .train import Budget, check_finite, progress
 
 __all__ = ["ring_data", "ToyGANConfig", "ToyGAN", "mlp", "train_toy_gan", "discriminator_field", "mode_coverage",
@@ -58,8 +59,7 @@ class ToyGANConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.generator_loss not in GENERATOR_LOSSES:
-            raise ValueError(f"unknown generator_loss {self.generator_loss!r}: use one of {', '.join(GENERATOR_LOSSES)}")
+        check_choice("generator_loss", self.generator_loss, GENERATOR_LOSSES)
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .downloads import ChecksumError, DownloadError, download, first_line
-from .runtime import data_dir
+from .runtime import check_choice, data_dir
 
 __all__ = ["load_image", "example_image", "style_image", "EXAMPLE_IMAGES", "STYLE_IMAGES", "Painting",
            "style_path", "fetch_painting"]
@@ -193,8 +193,7 @@ EXAMPLE_IMAGES: dict[str, tuple[str, str]] = {
 
 def example_image(name: str, size: int | None = None) -> torch.Tensor:
     """A packaged photo as (1, 3, H, W) in [0, 1] (works offline). `size` scales the shorter side."""
-    if name not in EXAMPLE_IMAGES:
-        raise ValueError(f"unknown example image {name!r}: use one of {', '.join(EXAMPLE_IMAGES)}")
+    check_choice("example image", name, EXAMPLE_IMAGES)
     package, item = EXAMPLE_IMAGES[name]
     if package == "matplotlib":
         from matplotlib import cbook
@@ -260,9 +259,7 @@ def style_image(name: str, size: int | None = None, *, root: str | os.PathLike |
     """A public-domain painting as (1, 3, H, W) in [0, 1]: the cached file, else a download (sha256-checked
     when pinned) into root/styles/, else (offline) a packaged texture in the painting's colours, with a notice.
     `size` scales the shorter side; `download=False` only looks in the cache."""
-    if name not in STYLE_IMAGES:
-        raise ValueError(f"unknown style image {name!r}: use one of {', '.join(STYLE_IMAGES)} "
-                         f"(or load any painting with load_image(path_or_url))")
+    check_choice("style image", name, STYLE_IMAGES, " (or load any painting with load_image(path_or_url))")
     _check_size(size)
     painting, path = STYLE_IMAGES[name], style_path(name, root)
     try:

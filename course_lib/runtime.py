@@ -2,6 +2,7 @@
 
 Nothing here runs at import time; every notebook's first cell calls
 `get_device()`, `get_profile()` and `seed_everything(...)`.
+`check_choice` words every "unknown X: use one of ..." error of the course the same way.
 """
 from __future__ import annotations
 
@@ -17,9 +18,16 @@ from tqdm.auto import tqdm
 
 __all__ = ["Profile", "PROFILES", "get_device", "get_profile", "seed_everything", "describe_profile",
            "data_dir", "checkpoint_path", "scale_profile", "cpu_has_bf16", "amp_dtype", "amp_reason",
-           "progress"]
+           "progress", "check_choice"]
 
 VALID_DEVICES = ("cpu", "cuda", "mps")
+
+
+def check_choice(what: str, value, choices, fix: str = ""):
+    """`value` when it is one of `choices`, else ValueError("unknown {what} {value!r}: use one of a, b, c{fix}")."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}: use one of {', '.join(map(str, choices))}{fix}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,7 @@ def get_device(name: str | torch.device | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in VALID_DEVICES:
-        raise ValueError(f"unknown device {name!r}: use one of {', '.join(VALID_DEVICES)} (COURSE_DEVICE or get_device(name))")
+    kind = check_choice("device", name.split(":")[0], VALID_DEVICES, " (COURSE_DEVICE or get_device(name))")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here: use 'cpu' or unset COURSE_DEVICE")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -160,8 +166,7 @@ def get_profile(name: str | None = None, device: torch.device | str | None = Non
     if name is None:
         device = torch.device(device) if device is not None else get_device()
         name = "full" if device.type == "cuda" else "quick"
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)} (set COURSE_PROFILE)")
+    check_choice("profile", name, PROFILES, " (set COURSE_PROFILE)")
     if time_scale is None:
         time_scale = _env_time_scale()
     return PROFILES[name] if time_scale == 1.0 else scale_profile(PROFILES[name], time_scale)

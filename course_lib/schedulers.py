@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from .runtime import check_choice
+
 __all__ = [
     "BETA_SCHEDULES", "PREDICTIONS", "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
     "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
@@ -51,8 +53,7 @@ def cosine_beta_schedule(num_steps: int, s: float = 0.008, max_beta: float = 0.9
 
 def make_beta_schedule(name: str, num_steps: int) -> torch.Tensor:
     """The named beta schedule ("linear" or "cosine") for `num_steps` steps, (T,) float64."""
-    if name not in BETA_SCHEDULES:
-        raise ValueError(f"unknown beta schedule {name!r}: use one of {', '.join(BETA_SCHEDULES)}")
+    check_choice("beta schedule", name, BETA_SCHEDULES)
     if not isinstance(num_steps, int) or num_steps < 2:
         raise ValueError(f"a schedule needs an int number of steps >= 2, got {num_steps!r}")
     return linear_beta_schedule(num_steps) if name == "linear" else cosine_beta_schedule(num_steps)
@@ -90,13 +91,12 @@ def predict_x0(model_output: torch.Tensor, xt: torch.Tensor, alpha_bar_t: torch.
 
     eps: x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab);  x0: the output itself;  v: x0 = sqrt(ab) x_t - sqrt(1 - ab) v.
     """
+    check_choice("prediction", prediction, PREDICTIONS)
     if prediction == "eps":
         return (xt - (1 - alpha_bar_t).sqrt() * model_output) / alpha_bar_t.sqrt()
     if prediction == "x0":
         return model_output
-    if prediction == "v":
-        return alpha_bar_t.sqrt() * xt - (1 - alpha_bar_t).sqrt() * model_output
-    raise ValueError(f"unknown prediction {prediction!r}: use one of {', '.join(PREDICTIONS)}")
+    return alpha_bar_t.sqrt() * xt - (1 - alpha_bar_t).sqrt() * model_output  # v
 
 
 def predict_eps(x0: torch.Tensor, xt: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
@@ -109,8 +109,7 @@ class _Scheduler:
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "cosine", *,
                  prediction: str = "eps", clip_sample: bool = True):
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {prediction!r}: use one of {', '.join(PREDICTIONS)}")
+        check_choice("prediction", prediction, PREDICTIONS)
         self.num_train_timesteps = num_train_timesteps
         self.beta_schedule, self.prediction, self.clip_sample = beta_schedule, prediction, clip_sample
         self.betas = make_beta_schedule(beta_schedule, num_train_timesteps)  # (T,) float64
@@ -227,8 +226,7 @@ SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
 def make_scheduler(name: str, num_train_timesteps: int = 1000, beta_schedule: str = "cosine", *,
                    prediction: str = "eps", eta: float = 0.0, clip_sample: bool = True) -> _Scheduler:
     """DDPMScheduler or DDIMScheduler by name ("ddpm" | "ddim")."""
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
+    check_choice("sampler", name, SAMPLERS)
     kwargs = dict(prediction=prediction, clip_sample=clip_sample)
     if name == "ddim":
         kwargs["eta"] = eta

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .perceptual import OPTIMIZERS, OptimizationResult, VGG19Features, content_loss, optimize_image
+from .runtime import check_choice
 from .train import autocast
 
 __all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "stylize",
@@ -198,10 +199,8 @@ class StyleConfig:
     mixed_precision: bool = False
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}: use one of {OPTIMIZERS}")
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}: use one of {INITS}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("init", self.init, INITS)
         if self.size < 8 or (self.num_scales or 1) < 1 or self.steps < 0 or self.coarse_steps < 0:
             raise ValueError(f"need size >= 8, num_scales >= 1 and steps >= 0, got size={self.size}, "
                              f"num_scales={self.num_scales}, steps={self.steps}, coarse_steps={self.coarse_steps}")
