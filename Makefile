@@ -11,10 +11,10 @@ LAB_ARGS ?=
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: help setup lab test unit nbtest bench fetch student e2e clean
+.PHONY: help setup lab test unit nbtest bench gpu-report fetch student e2e clean
 
 help:  ## list the commands
-	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ nbtest: setup  ## notebooks only, under nbval with COURSE_PROFILE=smoke
 
 bench: setup  ## print the course's benchmark table, write bench/results.json
 	MPLBACKEND=Agg $(BIN)/python -m course_lib bench
+
+gpu-report: setup  ## on a CUDA GPU: measure the full profile's targets in minutes, write bench/gpu.json
+	MPLBACKEND=Agg $(BIN)/python -m course_lib gpu-report
 
 fetch: setup  ## download datasets, weights and paintings into data/ for offline use
 	$(BIN)/python -m course_lib fetch

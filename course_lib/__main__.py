@@ -1,5 +1,5 @@
-"""`python -m course_lib ...`: see `course_lib.cli`."""
-from .cli import main
+"""`python -m course_lib ...`: the commands of `course_lib.commands`."""
+from .commands import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

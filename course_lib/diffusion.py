@@ -13,7 +13,6 @@ Images are (B, 1, 28, 28) in [-1, 1] inside this module; `load_mnist` gives [0, 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from .schedulers import (BETA_SCHEDULES, PREDICTIONS, SAMPLERS, DDIMScheduler, D
                          alpha_bar_from_betas, cosine_beta_schedule, linear_beta_schedule,
                          make_beta_schedule, make_scheduler, predict_eps, predict_x0, q_sample, snr)
 from .diffusion_edit import AutoGuidance, guided_output, inpaint, renoise, sample, sdedit
-from .runtime import check_choice, get_device, get_profile, seed_everything
+from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t >= 0.3
+from .runtime import check_choice
 from .train import EMA, Budget, autocast, check_finite, grad_scaler, load_checkpoint, progress, save_checkpoint
 from .unet import UNet
 
@@ -38,7 +38,7 @@ __all__ = [
     # this module
     "DiffusionConfig", "recipe", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights",
     "empirical_posterior_x0", "drop_labels", "autoguided", "AUTOGUIDANCE", "AUTOGUIDANCE_INTERVAL",
-    "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "cli",
+    "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "digit_labels", "resume_from",
     # sampling and editing (from course_lib.diffusion_edit)
     "guided_output", "AutoGuidance", "sample", "inpaint", "sdedit", "renoise",
 ]
@@ -47,8 +47,6 @@ CHECKPOINT_KIND = "diffusion"
 LOSS_WEIGHTINGS = ("none", "min_snr")
 TIMESTEP_SAMPLINGS = ("uniform", "laplace")
 TARGET_ESTIMATES = ("sample", "stf")
-AUTOGUIDANCE = 2.5  # the unconditional model's guidance scale w, measured best on models trained 300 s
-AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))  # guide only at noise levels sigma_t >= 0.3 (Kynkaanniemi et al. 2024)
 
 
 @dataclass
@@ -382,8 +380,7 @@ def load_diffusion(path: str | Path, *, device: torch.device | str = "cpu") -> t
     return build(ckpt["state"]), config, info
 
 
-
-# ---------------------------------------------------------------- judging and the command line
+# ---------------------------------------------------------------- judging and resuming
 def evaluate(model: UNet, config: DiffusionConfig, *, n: int = 1000, sampler: str = "ddim", num_steps: int = 50,
              labels=None, guidance: float | None = None, seed: int = 0, batch_size: int = 500) -> dict:
     """Sample n digits and score them with the course's judge (course_lib.metrics) against n real test digits:
@@ -394,7 +391,7 @@ def evaluate(model: UNet, config: DiffusionConfig, *, n: int = 1000, sampler: st
 
     generator = torch.Generator().manual_seed(seed)
     scheduler = scheduler_for(config, sampler)
-    labels = _all_labels(labels, n)
+    labels = digit_labels(labels, n)
     start, chunks = time.perf_counter(), []
     for i in range(0, n, batch_size):
         batch_labels = None if labels is None else labels[i:i + batch_size]
@@ -413,59 +410,14 @@ def evaluate(model: UNet, config: DiffusionConfig, *, n: int = 1000, sampler: st
     return scores
 
 
-def _all_labels(labels, n: int) -> torch.Tensor | None:
+def digit_labels(labels, n: int) -> torch.Tensor | None:
     """None stays None; "all" -> every digit in turn (0, 1, ..., 9, 0, ...); else a tensor of n labels."""
     if isinstance(labels, str) and labels == "all":
         return torch.arange(n) % 10
     return None if labels is None else torch.as_tensor(labels).expand(n)
 
 
-def cli(args) -> int:
-    """`python -m course_lib diffusion train|sample ...` (the arguments are defined in course_lib.cli)."""
-    return _cli_train(args) if args.action == "train" else _cli_sample(args)
-
-
-def _cli_train(args) -> int:
-    from .data import load_mnist
-
-    device = get_device(args.device)
-    profile = get_profile(args.profile, device=device)
-    steps, seconds = args.steps, args.seconds
-    if steps is None and seconds is None:
-        steps, seconds = profile.diffusion_steps, profile.diffusion_seconds
-    generator = seed_everything(args.seed)
-    data = load_mnist(args.data, limit=profile.mnist_limit)
-    config = recipe(profile.name, conditional=args.conditional)
-    resume = _resume(args.resume, config) if args.resume else None
-    config = resume.config if resume else config
-    result = train_diffusion(config, data.images, data.labels, budget=Budget(steps, seconds), device=device,
-                             generator=generator, resume=resume, checkpoint=args.out)
-    record = {"command": _command(args),
-              "steps": result.steps, "train_seconds": round(result.seconds, 1), "data": data.source,
-              "n_train": len(data), "device": str(device), "seed": args.seed, "torch": torch.__version__,
-              "final_loss": round(sum(result.history["loss"][-10:]) / max(1, len(result.history["loss"][-10:])), 5)}
-    if getattr(args, "judge", 0):
-        labels = "all" if config.conditional else None
-        guidance = getattr(args, "judge_guidance", None) if config.conditional else None
-        record["judge"] = evaluate(result.ema_model, config, n=args.judge, labels=labels, guidance=guidance)
-        if result.weak_model is not None and not config.conditional:
-            record["judge_autoguided"] = evaluate(result.autoguided(), config, n=args.judge)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    print(f"wrote {args.out}")
-    return 0
-
-
-def _command(args) -> str:
-    """The training command, rebuilt from its arguments (recorded beside the checkpoint)."""
-    flags = [("--profile", args.profile), ("--seconds", args.seconds), ("--steps", args.steps),
-             ("--seed", args.seed), ("--resume", args.resume), ("--judge", getattr(args, "judge", 0) or None),
-             ("--judge-guidance", getattr(args, "judge_guidance", None))]
-    words = ["python -m course_lib diffusion train", f"--out {args.out}"] + [f"{k} {v}" for k, v in flags if v is not None]
-    return " ".join(words + (["--conditional"] if args.conditional else []))
-
-
-def _resume(path: str, config: DiffusionConfig) -> TrainResult:
+def resume_from(path: str | Path, config: DiffusionConfig) -> TrainResult:
     """Continue from a checkpoint's (EMA) weights with a fresh optimizer; its config must match the request."""
     model, stored, info = load_diffusion(path)
     if stored.conditional != config.conditional:
@@ -475,28 +427,3 @@ def _resume(path: str, config: DiffusionConfig) -> TrainResult:
     model.train().requires_grad_(True)
     return TrainResult(model, copy.deepcopy(model), stored, history, int(info.get("steps", 0)),
                        float(info.get("seconds", 0.0)), weak_model=info["weak_model"])
-
-
-def _cli_sample(args) -> int:
-    from .viz import save_image
-
-    device = get_device(args.device)
-    model, config, info = load_diffusion(args.checkpoint, device=device)
-    if not config.conditional and info["weak_model"] is not None:  # autoguidance, w = AUTOGUIDANCE unless given
-        model = autoguided(model, info["weak_model"], config, args.guidance)  # --guidance 1: the model alone
-    elif args.guidance is not None and not config.conditional:
-        raise ValueError(f"--guidance on an unconditional model needs the weak model of autoguidance, and "
-                         f"{args.checkpoint} has none: retrain it with this version, or train with --conditional")
-    labels = args.label if args.label is not None else ("all" if config.conditional else None)
-    scheduler = scheduler_for(config, args.sampler, eta=args.eta)
-    samples = sample(model, scheduler, n=args.n, num_steps=args.steps, labels=_all_labels(labels, args.n),
-                     guidance=args.guidance, generator=torch.Generator().manual_seed(args.seed),
-                     image_size=config.image_size, disable_progress=False).cpu()  # (N, 1, H, W) in [-1, 1]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".png":
-        save_image(samples, out, nrow=10 if config.conditional else 8, value_range=(-1, 1))
-    else:
-        torch.save(samples, out)
-    print(f"wrote {len(samples)} samples {tuple(samples.shape)} ({args.sampler}, {args.steps} steps) to {out}")
-    return 0

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import load_mnist
+from .defaults import JUDGE_CHECKPOINT, JUDGE_STEPS
 from .runtime import checkpoint_path, data_dir, get_device, seed_everything
 from .train import Budget, autocast, check_finite, grad_scaler, progress, save_checkpoint
 
@@ -29,7 +30,6 @@ __all__ = [
     "not_digits", "train_classifier", "accuracy", "train_judge", "JUDGE_CHECKPOINT", "JUDGE_KIND",
 ]
 
-JUDGE_CHECKPOINT = "digit_classifier.pt"
 JUDGE_KIND = "digit_classifier"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
 
@@ -197,7 +197,7 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
     return (predicted == labels.cpu()).double().mean().item()
 
 
-def train_judge(*, steps: int | None = 3000, seconds: float | None = None, seed: int = 0,
+def train_judge(*, steps: int | None = JUDGE_STEPS, seconds: float | None = None, seed: int = 0,
                 out: str | Path | None = None, device: torch.device | str | None = None,
                 root: str | Path | None = None, command: str | None = None) -> tuple[DigitClassifier, dict]:
     """Train the judge on the MNIST train split, measure it on the test split, write the checkpoint and a

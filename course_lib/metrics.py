@@ -12,10 +12,7 @@ Any device: the judge runs where the samples are; results come back on the CPU.
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,7 +29,7 @@ __all__ = [
     "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "train_classifier", "train_judge", "accuracy",
     "load_judge", "prepare_digits", "predict", "judge_features", "Recognizability", "recognizability",
     "FeatureStats", "feature_stats", "frechet_distance", "classifier_fid", "reference_digits",
-    "JUDGE_CHECKPOINT", "main",
+    "JUDGE_CHECKPOINT",
 ]
 
 VALUE_RANGES = ("[0, 1]", "[-1, 1]")
@@ -235,22 +232,6 @@ def reference_digits(n: int, split: str = "test", *, seed: int = 0, root: str | 
     return data.images[index]
 
 
-# ---------------------------------------------------------------- command line
-def main(argv: list[str] | None = None) -> int:
-    """`python -m course_lib.metrics [--steps N] [--seconds S]`: train the judge and write its checkpoint."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib.metrics", description=main.__doc__)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=None, help=f"default: data/checkpoints/{JUDGE_CHECKPOINT}")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    _, record = train_judge(steps=args.steps, seconds=args.seconds, seed=args.seed, out=args.out,
-                            device=args.device, command=" ".join(["python -m course_lib.metrics", *argv]))
-    print(json.dumps(record, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m course_lib.metrics`: train the judge (see course_lib.commands.metrics)
+    from .commands.metrics import main
     raise SystemExit(main())

@@ -21,8 +21,8 @@ from .runtime import check_choice
 from .train import autocast
 
 __all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "stylize",
-           "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "match_colors", "resize_to_pixels", "pyramid_sizes", "config_from_args",
-           "tile_shuffle", "cli"]
+           "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "match_colors", "resize_to_pixels", "pyramid_sizes",
+           "tile_shuffle"]
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INITS = ("recolored", "content", "noise")
@@ -379,41 +379,3 @@ def _output_size(content: torch.Tensor, shorter: int) -> tuple[int, int]:
     height, width = content.shape[-2:]
     scale = shorter / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-# ---------------------------------------------------------------- command line
-def _load_named(src: str, names: dict, loader) -> torch.Tensor:
-    """A CLI image argument: a packaged name (example photo / painting) or anything load_image takes."""
-    from .data import load_image
-    return loader(src) if src in names else load_image(src)
-
-
-def config_from_args(args) -> StyleConfig:
-    """StyleConfig from `python -m course_lib stylize` arguments (None = keep the default)."""
-    overrides = {"size": args.size, "steps": args.steps, "coarse_steps": args.coarse_steps,
-                 "num_scales": args.scales, "optimizer": args.optimizer,
-                 "content_weight": args.content_weight, "style_weight": args.style_weight,
-                 "style_weights": tuple(args.style_weights) if args.style_weights else None,
-                 "tv_weight": args.tv_weight, "init": args.init, "weights": args.weights,
-                 "preserve_color": args.preserve_color or None, "seed": args.seed}
-    return StyleConfig(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def cli(args) -> int:
-    """`python -m course_lib stylize CONTENT STYLE [STYLE ...] -o OUT.png --size 256 --steps 100 ...`"""
-    from .data import EXAMPLE_IMAGES, STYLE_IMAGES, example_image, style_image
-    from .runtime import get_device, get_profile
-    from .viz import save_image
-    device = get_device(args.device)
-    config = config_from_args(args)
-    content = _load_named(args.content, EXAMPLE_IMAGES, example_image).to(device)
-    styles = [_load_named(s, STYLE_IMAGES, style_image).to(device) for s in args.style]
-    result = stylize(content, styles, config, max_pixels=get_profile(device=device).max_pixels)
-    path = save_image(result.image, args.out)
-    last = result.history[-1] if result.history else {}
-    print(f"wrote {path} ({result.image.shape[-1]}x{result.image.shape[-2]}) in {result.seconds:.1f} s on {device}, "
-          f"{len(result.history)} steps; content {last.get('content', float('nan')):.4g}, "
-          f"style {last.get('style', float('nan')):.4g}")
-    if result.stopped:
-        print(f"warning: {result.stopped}")
-    return 0 if result.stopped is None else 1

@@ -538,7 +538,7 @@ def test_asset_status_and_table(tmp_path):
 
 
 def test_cli_fetch_runs_offline(tmp_path, monkeypatch, capsys):
-    from course_lib.cli import main
+    from course_lib.commands import main
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     assert main(["fetch", "--data", str(tmp_path)]) == 0
     assert "packaged (offline)" in capsys.readouterr().out
@@ -547,7 +547,7 @@ def test_cli_fetch_runs_offline(tmp_path, monkeypatch, capsys):
 def test_cli_training_commands_read_the_course_data_folder_by_default():
     """gan/diffusion train without --data use runtime.data_dir() (COURSE_DATA, else the repo's data/), as
     `fetch` and the notebooks do, not ./data of wherever the command runs."""
-    from course_lib.cli import build_parser
+    from course_lib.commands import build_parser
     for command in (["gan", "train", "--out", "g.pt"], ["diffusion", "train", "--out", "d.pt"]):
         assert build_parser().parse_args(command).data is None
     assert data._root(None) == Path(os.environ["COURSE_DATA"])

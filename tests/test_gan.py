@@ -1,4 +1,4 @@
-"""course_lib.gan, gan_edit, gan_toy, gan_cli: shapes, losses, training, checkpoints, editing, the command line."""
+"""course_lib.gan, gan_edit, gan_toy and the `gan` commands (course_lib.commands.gan): shapes, losses, training, checkpoints, editing, the command line."""
 from __future__ import annotations
 
 import json
@@ -375,7 +375,7 @@ def test_gan_exercise_checks_pass_the_reference_once_and_explain_mistakes(capsys
 
 # ---------------------------------------------------------------- command line
 def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
-    from course_lib import cli
+    from course_lib import commands as cli
 
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("COURSE_PROGRESS", "0")
@@ -393,7 +393,7 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
 
 
 def test_cli_train_sets_the_widths_and_latent_size_and_refuses_them_on_resume(tmp_path, monkeypatch, capsys):
-    from course_lib import cli
+    from course_lib import commands as cli
 
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("COURSE_PROGRESS", "0")

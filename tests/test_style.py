@@ -136,7 +136,7 @@ def test_nan_stops_with_a_message_and_returns_the_last_good_image(vgg):
 
 
 def test_cli_writes_the_stylized_image(tmp_path, monkeypatch, vgg):
-    from course_lib.cli import main
+    from course_lib.commands import main
     from course_lib.viz import save_image
     content, painting = save_image(_photo(0, 32, 32), tmp_path / "c.png"), save_image(_photo(1), tmp_path / "s.png")
     monkeypatch.setattr(style, "_build_vgg", lambda config: VGG19Features("caffe", layers=config.content_layers

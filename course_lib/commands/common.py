@@ -1,0 +1,66 @@
+"""What the training and sampling commands share: the budget flags, the record written beside a checkpoint, and
+the samples file (`--out FILE.pt` tensor or an image grid)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..defaults import PROFILE_NAMES
+
+__all__ = ["add_training_args", "budget", "command_line", "write_record", "write_samples", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # else a tensor file
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The budget/seed/device flags shared by every training command."""
+    p.add_argument("--profile", choices=list(PROFILE_NAMES), default=None,
+                   help="budget profile (default: COURSE_PROFILE, else full on CUDA, quick elsewhere)")
+    p.add_argument("--seconds", type=float, default=None, help="training time budget, overrides the profile")
+    p.add_argument("--steps", type=int, default=None, help="training step budget, overrides the profile")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu | cuda | mps (default: best available)")
+    p.add_argument("--data", default=None,
+                   help="data/cache folder (default: COURSE_DATA, else the repository's data/, where notebooks look)")
+    p.add_argument("--resume", default=None, metavar="CKPT", help="continue training from this checkpoint")
+
+
+def budget(args, steps: int | None, seconds: float | None):
+    """train.Budget from --steps / --seconds when either is given, else the profile's `steps` and `seconds`."""
+    from ..train import Budget
+    if args.steps is not None or args.seconds is not None:
+        return Budget(max_steps=args.steps, max_seconds=args.seconds)
+    return Budget(max_steps=steps, max_seconds=seconds)
+
+
+def command_line(command: str, out: str, flags: list[tuple[str, object]], switches: list[str] = ()) -> str:
+    """A training command rebuilt from its arguments (recorded beside the checkpoint): flags whose value is None
+    are left out, then the switches (flags without a value) that are on."""
+    words = [f"python -m course_lib {command}", f"--out {out}"]
+    return " ".join(words + [f"{flag} {value}" for flag, value in flags if value is not None] + list(switches))
+
+
+def write_record(checkpoint: str | os.PathLike, record: dict) -> Path:
+    """Write a training command's record as CHECKPOINT.json beside the checkpoint, print it, and say where."""
+    path = Path(checkpoint).with_suffix(".json")
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    print(f"wrote {checkpoint}")
+    return path
+
+
+def write_samples(images, out: str | os.PathLike, *, nrow: int) -> Path:
+    """Samples (N, C, H, W) in [-1, 1] to `out`: an image grid of `nrow` columns for an image suffix (.png, .jpg,
+    ...), else the float tensor itself (torch.save, e.g. FILE.pt). Returns the path."""
+    import torch
+
+    from ..viz import save_image
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        save_image(images, out, nrow=nrow, value_range=(-1, 1))
+    else:
+        torch.save(images, out)  # (N, C, H, W) float in [-1, 1]
+    return out

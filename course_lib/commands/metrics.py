@@ -1,0 +1,32 @@
+"""`python -m course_lib.metrics [--steps N] [--seconds S]`: train the digit judge and write its checkpoint
+(course_lib.digit_classifier.train_judge). course_lib/metrics.py runs `main` when started with `-m`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..defaults import JUDGE_CHECKPOINT, JUDGE_STEPS
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.metrics", description=main.__doc__)
+    parser.add_argument("--steps", type=int, default=JUDGE_STEPS)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help=f"default: data/checkpoints/{JUDGE_CHECKPOINT}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m course_lib.metrics [--steps N] [--seconds S]`: train the judge and write its checkpoint."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    from ..digit_classifier import train_judge
+    _, record = train_judge(steps=args.steps, seconds=args.seconds, seed=args.seed, out=args.out,
+                            device=args.device, command=" ".join(["python -m course_lib.metrics", *argv]))
+    print(json.dumps(record, indent=2))
+    return 0

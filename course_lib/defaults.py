@@ -1,0 +1,19 @@
+"""Plain constants that the library and the command line share, with no import of torch.
+
+The command line reads them for its `--help` texts and defaults (`python -m course_lib ... --help` stays fast:
+no torch), and the library modules named beside each one use the same objects, so the help always states the
+code's values.
+"""
+from __future__ import annotations
+
+__all__ = ["PROFILE_NAMES", "SAMPLER_NAMES", "AUTOGUIDANCE", "AUTOGUIDANCE_INTERVAL", "JUDGE_CHECKPOINT",
+           "JUDGE_STEPS", "GPU_REPORT_GAN_SECONDS", "GPU_REPORT_DIFFUSION_SECONDS"]
+
+PROFILE_NAMES = ("smoke", "quick", "full")  # runtime.PROFILES, in this order
+SAMPLER_NAMES = ("ddpm", "ddim")  # schedulers.SAMPLERS
+AUTOGUIDANCE = 2.5  # diffusion: the unconditional model's guidance scale w, measured best on models trained 300 s
+AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))  # diffusion: guide only at sigma_t >= 0.3 (Kynkaanniemi et al. 2024)
+JUDGE_CHECKPOINT = "digit_classifier.pt"  # digit_classifier: the judge's weights in data/checkpoints/
+JUDGE_STEPS = 3000  # digit_classifier.train_judge: training steps of the shipped judge
+GPU_REPORT_GAN_SECONDS = 90.0  # gpu_report.GPU_PLAN: GAN training (full: 300 s)
+GPU_REPORT_DIFFUSION_SECONDS = 210.0  # gpu_report.GPU_PLAN: diffusion training (full: 900 s)
