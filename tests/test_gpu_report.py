@@ -1,4 +1,4 @@
-"""tools/gpu_report.py (`make gpu-report`): refuses at once without CUDA, and its smoke plan runs end to end on a CPU.
+"""`python -m course_lib gpu-report` (`make gpu-report`; tools/gpu_report.py under its old name): refuses at once without CUDA, and its smoke plan runs end to end on a CPU.
 
 Both run the command as a user does, in a fresh process with CUDA hidden (CUDA_VISIBLE_DEVICES=""), so they say
 the same thing on a machine with a GPU.
@@ -12,29 +12,45 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "gpu_report.py"
+MODULE = ("-m", "course_lib", "gpu-report")
 EXPECTED_KEYS = {"date", "device", "device_type", "compute_capability", "torch", "cuda", "amp_dtype", "plan",
                  "full_profile", "stages", "total_seconds", "limit_seconds", "machine", "rows"}
 STAGES = {"gan training", "gan sampling and judging", "diffusion training", "diffusion sampling and judging",
           "style transfer"}
 
 
-def _run(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+def _run(*args: str, timeout: float, entry: tuple[str, ...] = (str(TOOL),)):
+    """(the finished process, its wall time in seconds): `python ENTRY ARGS` with CUDA hidden."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "COURSE_PROGRESS": "0"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(TOOL), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, *entry, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
     return done, time.perf_counter() - start
 
 
-def test_without_cuda_it_stops_at_once_and_says_why(tmp_path):
+@pytest.mark.parametrize("entry", [(str(TOOL),), MODULE], ids=["tools/gpu_report.py", "python -m course_lib"])
+def test_without_cuda_it_stops_at_once_and_says_why(tmp_path, entry):
     out = tmp_path / "gpu.json"
-    done, seconds = _run("--out", str(out), timeout=60)
+    done, seconds = _run("--out", str(out), timeout=60, entry=entry)
     assert done.returncode != 0
     assert "no CUDA GPU" in done.stderr and "--smoke" in done.stderr
     assert seconds < 20 and not out.exists()
     assert "MNIST" not in done.stdout + done.stderr  # stopped before loading data or training
+    assert done.returncode == 1
+
+
+def test_without_cuda_it_stops_before_the_course_s_modules_load(monkeypatch, capsys):
+    from course_lib.commands import main
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    before = set(sys.modules)
+    assert main(["gpu-report", "--out", "never.json"]) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not {"course_lib.gpu_report", "course_lib.gan", "course_lib.diffusion"} & (set(sys.modules) - before)
 
 
 def test_smoke_run_prints_the_table_and_writes_every_key(tmp_path):
