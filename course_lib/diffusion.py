@@ -38,7 +38,8 @@ __all__ = [
     # this module
     "DiffusionConfig", "recipe", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights",
     "empirical_posterior_x0", "drop_labels", "autoguided", "AUTOGUIDANCE", "AUTOGUIDANCE_INTERVAL",
-    "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "digit_labels", "resume_from",
+    "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "digit_labels",
+    "resume_from",
     # sampling and editing (from course_lib.diffusion_edit)
     "guided_output", "AutoGuidance", "sample", "inpaint", "sdedit", "renoise",
 ]

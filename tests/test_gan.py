@@ -1,4 +1,5 @@
-"""course_lib.gan, gan_edit, gan_toy and the `gan` commands (course_lib.commands.gan): shapes, losses, training, checkpoints, editing, the command line."""
+"""course_lib.gan, gan_edit, gan_toy and the `gan` commands (course_lib.commands.gan): shapes, losses, training,
+checkpoints, editing, the command line."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""`python -m course_lib gpu-report` (`make gpu-report`; tools/gpu_report.py under its old name): refuses at once without CUDA, and its smoke plan runs end to end on a CPU.
+"""`python -m course_lib gpu-report` (`make gpu-report`; tools/gpu_report.py under its old name): refuses
+at once without CUDA, and its smoke plan runs end to end on a CPU.
 
 Both run the command as a user does, in a fresh process with CUDA hidden (CUDA_VISIBLE_DEVICES=""), so they say
 the same thing on a machine with a GPU.

@@ -1,4 +1,4 @@
-"""`make gpu-report`, under its old name: `python tools/gpu_report.py ARGS` is `python -m course_lib gpu-report ARGS`."""
+"""`make gpu-report` under its old name: `python tools/gpu_report.py ARGS` is `python -m course_lib gpu-report ARGS`."""
 import sys
 from pathlib import Path
 

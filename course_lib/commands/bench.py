@@ -8,7 +8,8 @@ def add(sub) -> None:
     p = sub.add_parser("bench", help="run the benchmarks, print a table, write bench/results.json")
     p.add_argument("--only", nargs="*", default=None, help="benchmark groups to run (default: all)")
     p.add_argument("--out", default="bench/results.json")
-    p.add_argument("--assets", default=None, help="folder with style paintings (default: ../shared/assets/styles if present)")
+    p.add_argument("--assets", default=None,
+                   help="folder with style paintings (default: ../shared/assets/styles if present)")
     p.set_defaults(run=run)
 
 
