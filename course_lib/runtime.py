@@ -53,6 +53,7 @@ class Profile:
     diffusion_seconds: float
     diffusion_steps: int | None
     sample_steps: int  # DDIM steps used for pictures in the notebook
+    reference_steps: int  # DDPM steps of the slow reference sampler (all T = 1000 when training)
     # content loss / style transfer chapters
     image_size: int  # working size (shorter side) of photos
     style_steps: int  # L-BFGS steps for stylize()
@@ -65,19 +66,19 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", train=False, mnist_limit=2000, judge_samples=200,
         gan_seconds=3.0, gan_steps=20, inversion_steps=20,
-        diffusion_seconds=3.0, diffusion_steps=20, sample_steps=10,
+        diffusion_seconds=3.0, diffusion_steps=20, sample_steps=10, reference_steps=50,
         image_size=64, style_steps=5, feature_inversion_steps=5, max_pixels=512 * 512,
     ),
     "quick": Profile(
         name="quick", train=True, mnist_limit=None, judge_samples=1000,
         gan_seconds=60.0, gan_steps=None, inversion_steps=200,
-        diffusion_seconds=300.0, diffusion_steps=None, sample_steps=50,
+        diffusion_seconds=300.0, diffusion_steps=None, sample_steps=50, reference_steps=1000,
         image_size=256, style_steps=100, feature_inversion_steps=100, max_pixels=1024 * 1024,
     ),
     "full": Profile(
         name="full", train=True, mnist_limit=None, judge_samples=5000,
         gan_seconds=300.0, gan_steps=None, inversion_steps=500,
-        diffusion_seconds=900.0, diffusion_steps=None, sample_steps=100,
+        diffusion_seconds=900.0, diffusion_steps=None, sample_steps=100, reference_steps=1000,
         image_size=512, style_steps=300, feature_inversion_steps=300, max_pixels=2048 * 2048,
     ),
 }
@@ -153,9 +154,11 @@ def amp_reason(device: torch.device | str) -> str:
     return f"float32: the course uses mixed precision on CUDA and on CPUs with native bfloat16, not on {device.type}"
 
 
-# Budgets that COURSE_TIME_SCALE shrinks; sizes, sample counts and code paths stay the profile's own.
+# What COURSE_TIME_SCALE shrinks (each to at least its floor); image sizes, widths and code paths stay the profile's.
 SCALED_SECONDS = ("gan_seconds", "diffusion_seconds")
-SCALED_STEPS = ("gan_steps", "diffusion_steps", "inversion_steps", "style_steps", "feature_inversion_steps")
+SCALED_STEPS = {"gan_steps": 1, "diffusion_steps": 1, "inversion_steps": 1, "style_steps": 1,
+                "feature_inversion_steps": 1, "sample_steps": 10, "reference_steps": 50,
+                "judge_samples": 200}  # sampling steps and samples too: the full U-Net samples ~10x slower on a CPU
 
 
 def get_profile(name: str | None = None, device: torch.device | str | None = None,
@@ -181,12 +184,13 @@ def _env_time_scale() -> float:
 
 
 def scale_profile(profile: Profile, time_scale: float) -> Profile:
-    """`profile` with its seconds and iteration budgets times `time_scale` (each step budget at least 1)."""
+    """`profile` with its seconds, iteration and sample budgets times `time_scale`, none below its floor in
+    SCALED_STEPS (nor above its own value)."""
     if not 0.0 < time_scale <= 1.0:
         raise ValueError(f"time scale must be in (0, 1], got {time_scale}: it only shortens budgets")
     seconds = {key: getattr(profile, key) * time_scale for key in SCALED_SECONDS}
-    steps = {key: max(1, round(getattr(profile, key) * time_scale)) for key in SCALED_STEPS
-             if getattr(profile, key) is not None}
+    steps = {key: min(getattr(profile, key), max(floor, round(getattr(profile, key) * time_scale)))
+             for key, floor in SCALED_STEPS.items() if getattr(profile, key) is not None}
     return replace(profile, **seconds, **steps, time_scale=profile.time_scale * time_scale)
 
 

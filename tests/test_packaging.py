@@ -1,5 +1,6 @@
-"""Packaging: pyproject.toml and environment.yml agree, every import is a declared dependency, the CLI starts,
-and importing the package has no side effects."""
+"""Packaging: the core dependencies are what course_lib and the notebooks import (what Colab's setup cell installs),
+JupyterLab lives in the [lab] extra, pyproject.toml, environment.yml and the Makefile agree, every import is a
+declared dependency, the CLI starts, and importing the package has no side effects."""
 from __future__ import annotations
 
 import ast
@@ -34,6 +35,10 @@ def _declared(*extras: str) -> set[str]:
     return {_name(r) for r in requirements}
 
 
+def _extra(name: str) -> set[str]:
+    return {_name(r) for r in PYPROJECT["project"]["optional-dependencies"][name]}
+
+
 def _environment_yml() -> dict:
     """environment.yml's channels, conda dependencies and pip installs (read as text: no YAML library needed)."""
     sections, key, in_pip = {"channels": [], "dependencies": [], "pip": []}, None, False
@@ -63,13 +68,19 @@ def test_every_dependency_has_only_a_lower_bound():
 
 
 def test_dev_extra_has_the_test_tools():
-    assert {"pytest", "nbval"} <= _declared("dev")
+    assert {"pytest", "nbval", "nbclient"} <= _extra("dev")
 
 
-def test_environment_yml_installs_this_package_with_dev_through_pip():
+def test_jupyterlab_and_ipykernel_are_in_the_lab_extra_not_in_core():
+    """Colab runs its own notebook server: the core (what the setup cell installs there) has no JupyterLab."""
+    assert {"jupyterlab", "ipykernel"} <= _extra("lab")
+    assert not _declared() & {"jupyterlab", "ipykernel", "notebook", "jupyter", "jupyter-server"}
+
+
+def test_environment_yml_installs_this_package_with_lab_and_dev_through_pip():
     env = _environment_yml()
     assert env["channels"] == ["conda-forge"]
-    assert any(re.fullmatch(r"(-e\s+)?\.\[dev\]", item) for item in env["pip"]), "pip: - -e .[dev] is missing"
+    assert any(re.fullmatch(r"(-e\s+)?\.\[lab,dev\]", item) for item in env["pip"]), "pip: - -e .[lab,dev] is missing"
     assert "pip" in env["dependencies"]
     python = next((d for d in env["dependencies"] if d.startswith("python")), "")
     version = re.fullmatch(r"python\s*=+\s*(\d+)\.(\d+)[\d.]*", python)
@@ -81,12 +92,24 @@ def test_environment_yml_installs_this_package_with_dev_through_pip():
         f"conda packages {others} must also be pyproject dependencies (pyproject is the one list)"
 
 
-def _third_party_imports(folder: Path) -> dict[str, str]:
-    """Top-level third-party modules imported anywhere under `folder` -> a file that imports it.
-    Imports inside a `try` that catches ImportError (optional extras, fallbacks) are skipped."""
-    found = {}
+def _sources(folder: Path):
+    """(file, tree) for every Python file under `folder`, and for every code cell of its notebooks (IPython magics
+    and shell lines dropped)."""
     for path in sorted(folder.rglob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
+        yield path, ast.parse(path.read_text(), filename=str(path))
+    for path in sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+                yield path, ast.parse(code, filename=str(path))
+
+
+def _third_party_imports(folder: Path) -> dict[str, str]:
+    """Top-level third-party modules imported anywhere under `folder` (Python files and notebook code cells) -> a
+    file that imports it. Imports inside a `try` that catches ImportError (optional extras, fallbacks) are skipped."""
+    found = {}
+    for path, tree in _sources(folder):
         optional = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try)
                     and any(_catches_import_error(h) for h in block.handlers)
                     for statement in block.body + [s for h in block.handlers for s in h.body]
@@ -105,6 +128,13 @@ def _third_party_imports(folder: Path) -> dict[str, str]:
                 if top not in sys.stdlib_module_names and top not in ("course_lib", "__future__"):
                     found.setdefault(top, str(path.relative_to(ROOT)))
     return found
+
+
+def _located_packages(folder: Path) -> set[str]:
+    """Packages that code under `folder` finds without importing them (`find_spec("name")`: data files they ship)."""
+    return {node.args[0].value.split(".")[0] for _, tree in _sources(folder) for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "find_spec"
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
 
 
 def _catches_import_error(handler: ast.ExceptHandler) -> bool:
@@ -129,9 +159,10 @@ def _installed_with(names: set[str]) -> set[str]:
 
 
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names needs Python 3.10")
-@pytest.mark.parametrize("folder, extras", [("course_lib", ()), ("tests", ("dev",))])
+@pytest.mark.parametrize("folder, extras", [("course_lib", ()), ("notebooks", ()), ("tests", ("dev",))])
 def test_every_import_is_installed_by_the_declared_dependencies(folder, extras):
-    """What `pip install -e .[dev]` brings (declared packages and their requirements) covers every import."""
+    """What pip installs for the core (course_lib, and both editions of the notebooks: what Colab's setup cell
+    installs) or for core + [dev] (tests), the declared packages and their requirements, covers every import."""
     distributions = metadata.packages_distributions()
     installed = _installed_with(_declared(*extras))
     missing = {}
@@ -139,6 +170,57 @@ def test_every_import_is_installed_by_the_declared_dependencies(folder, extras):
         if not {_name(d) for d in distributions.get(module, [module])} & installed:
             missing[module] = where
     assert not missing, f"imported but neither declared in pyproject.toml nor required by a dependency: {missing}"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names needs Python 3.10")
+def test_core_is_what_course_lib_and_the_notebooks_use():
+    """Each core dependency provides a module that course_lib or a notebook imports (or finds for its data files):
+    Colab installs the core, so nothing rides along that the course does not use."""
+    modules = set(_third_party_imports(ROOT / "course_lib")) | set(_third_party_imports(ROOT / "notebooks")) | \
+        _located_packages(ROOT / "course_lib")
+    provides = {}
+    for module, names in metadata.packages_distributions().items():
+        for name in names:
+            provides.setdefault(_name(name), set()).add(module)
+    unused = sorted(d for d in _declared() if not provides.get(d, {d.replace("-", "_")}) & modules)
+    assert not unused, f"core dependencies that neither course_lib nor a notebook uses: {unused} (an extra?)"
+
+
+# What Colab preinstalls (googlecolab/backend-info, pip-freeze.gpu.txt): a core bound above these would make the
+# setup cell replace Colab's package under the running kernel (ipywidgets>=8 would swap out Colab's 7.7.1 widgets).
+COLAB_PREINSTALLED = {"torch": "2.11.0", "torchvision": "0.26.0", "numpy": "2.0.2", "matplotlib": "3.10.0",
+                      "pillow": "11.3.0", "ipython": "7.34.0", "ipywidgets": "7.7.1", "tqdm": "4.67.3",
+                      "scikit-image": "0.25.2", "mlxtend": "0.23.4"}
+
+
+def test_colab_preinstalled_versions_satisfy_the_core_bounds():
+    from packaging.version import Version
+    bounds = {_name(r): REQUIREMENT.match(r)[3].removeprefix(">=").strip()
+              for r in PYPROJECT["project"]["dependencies"]}
+    too_high = {name: f">={bounds[name]} but Colab has {version}" for name, version in COLAB_PREINSTALLED.items()
+                if name in bounds and Version(version) < Version(bounds[name])}
+    assert not too_high, f"pip would replace Colab's preinstalled packages: {too_high}"
+    assert Version("3.12") >= Version(PYPROJECT["project"]["requires-python"].removeprefix(">=").strip())
+
+
+def test_make_setup_installs_the_lab_and_dev_extras():
+    makefile = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert rule and re.search(r"pip install .*-e \"?\.\[lab,dev\]\"?", rule[1]), "make setup must install -e .[lab,dev]"
+
+
+def test_the_colab_cell_test_is_opt_in_and_run_by_make_colab_test_and_ci():
+    """tests/test_colab_cell.py installs for minutes: deselected by default (make test), run by make colab-test,
+    which .ci/run calls after make test."""
+    options = PYPROJECT["tool"]["pytest"]["ini_options"]
+    assert re.search(r"-m\s+[\'\"]?not colab\b", options["addopts"])
+    assert any(m.startswith("colab:") for m in options["markers"])
+    makefile = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^colab-test:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert rule and "tests/test_colab_cell.py" in rule[1] and "-m colab" in rule[1]
+    assert "colab-test" in re.search(r"^\.PHONY:(.*)$", makefile, re.MULTILINE)[1].split()
+    steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert "make colab-test" in steps and steps.index("make colab-test") > steps.index("make test")
 
 
 def _run(code_or_args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:

@@ -200,16 +200,18 @@ def test_time_scale_shrinks_time_and_iteration_budgets_only(monkeypatch):
     full, scaled = PROFILES["full"], get_profile("full")
     assert (scaled.gan_seconds, scaled.diffusion_seconds) == pytest.approx((full.gan_seconds / 10, full.diffusion_seconds / 10))
     assert (scaled.style_steps, scaled.inversion_steps) == (full.style_steps // 10, full.inversion_steps // 10)
+    assert (scaled.judge_samples, scaled.reference_steps) == (full.judge_samples // 10, full.reference_steps // 10)
     assert scaled.time_scale == 0.1 and scaled.name == "full"
-    for kept in ("image_size", "judge_samples", "sample_steps", "mnist_limit", "max_pixels", "train"):
+    for kept in ("image_size", "mnist_limit", "max_pixels", "train"):
         assert getattr(scaled, kept) == getattr(full, kept), kept
 
 
-def test_time_scale_keeps_step_budgets_at_least_one_and_none_as_none():
+def test_time_scale_keeps_budgets_at_their_floors_and_none_as_none():
     from course_lib.runtime import PROFILES, scale_profile
 
     tiny = scale_profile(PROFILES["smoke"], 1e-6)
     assert tiny.gan_steps == 1 and tiny.style_steps == 1
+    assert (tiny.judge_samples, tiny.sample_steps, tiny.reference_steps) == (200, 10, 50)  # the floors
     assert scale_profile(PROFILES["full"], 0.5).gan_steps is None
 
 
