@@ -1,4 +1,4 @@
-"""`python -m course_lib gpu-report` (`make gpu-report`; tools/gpu_report.py under its old name): refuses
+"""`python -m course_lib gpu-report` (`make gpu-report`): refuses
 at once without CUDA, and its smoke plan runs end to end on a CPU.
 
 Both run the command as a user does, in a fresh process with CUDA hidden (CUDA_VISIBLE_DEVICES=""), so they say
@@ -13,10 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOL = ROOT / "tools" / "gpu_report.py"
 MODULE = ("-m", "course_lib", "gpu-report")
 EXPECTED_KEYS = {"date", "device", "device_type", "compute_capability", "torch", "cuda", "amp_dtype", "plan",
                  "full_profile", "stages", "total_seconds", "limit_seconds", "machine", "rows"}
@@ -24,19 +22,18 @@ STAGES = {"gan training", "gan sampling and judging", "diffusion training", "dif
           "style transfer"}
 
 
-def _run(*args: str, timeout: float, entry: tuple[str, ...] = (str(TOOL),)):
-    """(the finished process, its wall time in seconds): `python ENTRY ARGS` with CUDA hidden."""
+def _run(*args: str, timeout: float):
+    """(the finished process, its wall time in seconds): `python -m course_lib gpu-report ARGS` with CUDA hidden."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "COURSE_PROGRESS": "0"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *entry, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, *MODULE, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
     return done, time.perf_counter() - start
 
 
-@pytest.mark.parametrize("entry", [(str(TOOL),), MODULE], ids=["tools/gpu_report.py", "python -m course_lib"])
-def test_without_cuda_it_stops_at_once_and_says_why(tmp_path, entry):
+def test_without_cuda_it_stops_at_once_and_says_why(tmp_path):
     out = tmp_path / "gpu.json"
-    done, seconds = _run("--out", str(out), timeout=60, entry=entry)
+    done, seconds = _run("--out", str(out), timeout=60)
     assert done.returncode != 0
     assert "no CUDA GPU" in done.stderr and "--smoke" in done.stderr
     assert seconds < 20 and not out.exists()
