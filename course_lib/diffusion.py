@@ -1,12 +1,12 @@
-"""Denoising diffusion (Ho et al. 2020) on MNIST: the training objective, the training loop and one sampling loop
-for every scheduler, with classifier-free guidance (Ho & Salimans 2021).
+"""Denoising diffusion (Ho et al. 2020) on MNIST: the training objective and the training loop, with label dropout
+for classifier-free guidance (Ho & Salimans 2021).
 
 The three parts are apart, as in diffusers:
 - the network: `course_lib.unet.UNet`, x_t and t (and a label) -> eps, x0 or v;
-- the schedulers: `course_lib.schedulers` (schedules, `q_sample`, `DDPMScheduler`, `DDIMScheduler`),
-  re-exported here;
-- the loop: `sample(model, scheduler, ...)`, with inpainting and SDEdit beside it in
-  `course_lib.diffusion_edit`, re-exported here.
+- the schedulers: `course_lib.schedulers` (schedules, `q_sample`, `DDPMScheduler`, `DDIMScheduler`);
+- the loop: `course_lib.sampling.sample(model, scheduler, ...)`, with inpainting and SDEdit in
+  `course_lib.diffusion_edit`.
+This module holds the rest: the config, the objective, the training loop, checkpoints and evaluation.
 
 Images are (B, 1, 28, 28) in [-1, 1] inside this module; `load_mnist` gives [0, 1], `to_model_range` converts.
 """
@@ -21,27 +21,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .schedulers import (BETA_SCHEDULES, PREDICTIONS, SAMPLERS, DDIMScheduler, DDPMScheduler,
-                         alpha_bar_from_betas, cosine_beta_schedule, linear_beta_schedule,
-                         make_beta_schedule, make_scheduler, predict_eps, predict_x0, q_sample, snr)
-from .diffusion_edit import AutoGuidance, guided_output, inpaint, renoise, sample, sdedit
 from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t >= 0.3
-from .runtime import check_choice
-from .train import EMA, Budget, autocast, check_finite, grad_scaler, load_checkpoint, progress, save_checkpoint
+from .runtime import autocast, check_choice, grad_scaler, progress
+from .sampling import AutoGuidance, sample
+from .schedulers import BETA_SCHEDULES, PREDICTIONS, make_scheduler, predict_eps, snr
+from .train import EMA, Budget, check_finite, load_checkpoint, save_checkpoint
 from .unet import UNet
 
 __all__ = [
-    # schedules and schedulers (from course_lib.schedulers)
-    "BETA_SCHEDULES", "PREDICTIONS", "SAMPLERS", "linear_beta_schedule", "cosine_beta_schedule",
-    "make_beta_schedule", "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
-    "DDPMScheduler", "DDIMScheduler", "make_scheduler",
-    # this module
     "DiffusionConfig", "recipe", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights",
-    "empirical_posterior_x0", "drop_labels", "autoguided", "AUTOGUIDANCE", "AUTOGUIDANCE_INTERVAL",
-    "TrainResult", "train_diffusion", "save_diffusion", "load_diffusion", "scheduler_for", "evaluate", "digit_labels",
-    "resume_from",
-    # sampling and editing (from course_lib.diffusion_edit)
-    "guided_output", "AutoGuidance", "sample", "inpaint", "sdedit", "renoise",
+    "empirical_posterior_x0", "drop_labels", "autoguided", "TrainResult", "train_diffusion", "save_diffusion",
+    "load_diffusion", "scheduler_for", "evaluate", "digit_labels", "resume_from",
 ]
 
 CHECKPOINT_KIND = "diffusion"
@@ -277,7 +267,7 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
 
     Each step: a random batch, (labels dropped to the null label with p = label_dropout), `diffusion_loss`,
     Adam with warm-up, cosine decay and gradient clipping, an EMA update; under float16 autocast a GradScaler
-    scales the loss (`train.grad_scaler`, fresh on resume, as Adam's moments are). Stops at the budget or raises
+    scales the loss (`runtime.grad_scaler`, fresh on resume, as Adam's moments are). Stops at the budget or raises
     `TrainingDiverged` on a NaN loss. With `checkpoint`, writes the EMA model atomically every
     `checkpoint_every` seconds and at the end. `callback(step, loss, result)` is called every `log_every`
     steps (a notebook's live loss curve). `resume` continues a previous result's model, EMA and history.

@@ -23,11 +23,12 @@ from torch import nn
 from .data import load_mnist
 from .defaults import JUDGE_CHECKPOINT, JUDGE_STEPS
 from .runtime import checkpoint_path, data_dir, get_device, seed_everything
-from .train import Budget, autocast, check_finite, grad_scaler, progress, save_checkpoint
+from .runtime import autocast, grad_scaler, progress
+from .train import Budget, check_finite, save_checkpoint
 
 __all__ = [
     "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "random_affine", "augment_digits",
-    "not_digits", "train_classifier", "accuracy", "train_judge", "JUDGE_CHECKPOINT", "JUDGE_KIND",
+    "not_digits", "train_classifier", "accuracy", "train_judge", "JUDGE_KIND",
 ]
 
 JUDGE_KIND = "digit_classifier"
@@ -79,7 +80,7 @@ class JudgeTrainConfig:
     max_scale: float = 0.1  # zoom in [1 - s, 1 + s]
     max_noise: float = 0.2  # Gaussian pixel noise of std up to this on half the digits: noisy digits stay digits
     outlier_weight: float = 0.5  # outlier exposure: push non-digits towards a uniform prediction (0 = off)
-    mixed_precision: bool = True  # the CNN autocasts like the GAN and diffusion loops (train.autocast)
+    mixed_precision: bool = True  # the CNN autocasts like the GAN and diffusion loops (runtime.autocast)
 
 
 def random_affine(x: torch.Tensor, config: JudgeTrainConfig, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -132,7 +133,7 @@ def not_digits(x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generato
 def _loss(model: DigitClassifier, x0: torch.Tensor, labels: torch.Tensor, config: JudgeTrainConfig,
           generator: torch.Generator | None) -> torch.Tensor:
     """Cross-entropy on digits + outlier_weight * cross-entropy of non-digits to the uniform distribution.
-    The CNN runs under `train.autocast`; the losses are computed in float32."""
+    The CNN runs under `runtime.autocast`; the losses are computed in float32."""
     with autocast(x0.device, config.mixed_precision):
         logits = model(x0).float()  # (N, 10)
     loss = F.cross_entropy(logits, labels)
@@ -214,7 +215,7 @@ def train_judge(*, steps: int | None = JUDGE_STEPS, seconds: float | None = None
         "held_out_accuracy": accuracy(model, test.images.to(device), test.labels),
         "steps": history["step"][-1] if history["step"] else 0, "seconds": round(budget.elapsed, 1),
         "seed": seed, "device": str(device), "torch": torch.__version__,
-        "command": command or f"course_lib.metrics.train_judge(steps={steps}, seconds={seconds}, seed={seed})",
+        "command": command or f"course_lib.digit_classifier.train_judge(steps={steps}, seconds={seconds}, seed={seed})",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "final_loss": history["loss"][-1] if history["loss"] else None,
     }

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import cpu_has_bf16
-from .train import (EMA, Budget, CheckpointError, TrainingDiverged, autocast, check_finite, grad_scaler,
-                    load_checkpoint, progress, save_checkpoint)
+from .runtime import autocast, cpu_has_bf16, grad_scaler, progress
+from .train import EMA, Budget, CheckpointError, TrainingDiverged, check_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
     "DCGANConfig", "default_config", "FP32_CPU_WIDTHS", "Generator", "Discriminator", "layer_shapes", "dcgan_init",

@@ -86,7 +86,7 @@ def invert(net_g: Generator, target: torch.Tensor, *, num_steps: int = 200, lr: 
     GAN inversion is non-convex, so `num_starts` random codes per image are optimized together and the best
     one is kept. G's weights are not changed (gradients are taken with respect to z only).
     """
-    from .train import progress
+    from .runtime import progress
     config = net_g.config
     expected = (config.image_channels, config.image_size, config.image_size)
     if target.ndim != 4 or tuple(target.shape[1:]) != expected:

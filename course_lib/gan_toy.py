@@ -16,7 +16,8 @@ from torch import nn
 
 from .gan import discriminator_loss, generator_loss, minimax_generator_loss
 from .runtime import check_choice
-from .train import Budget, check_finite, progress
+from .runtime import progress
+from .train import Budget, check_finite
 
 __all__ = ["ring_data", "ToyGANConfig", "ToyGAN", "mlp", "train_toy_gan", "discriminator_field", "mode_coverage",
            "show_toy", "show_toy_runs", "show_generator_losses", "toy_budget"]

@@ -29,7 +29,8 @@ from . import style as S
 from .bench import BenchContext, Row, _machine, format_table, timed
 from .benchmarks import diffusion as diffusion_bench
 from .benchmarks import gan as gan_bench
-from .data import example_image, load_mnist, style_image
+from .data import load_mnist
+from .images import example_image, style_image
 from .defaults import GPU_REPORT_DIFFUSION_SECONDS, GPU_REPORT_GAN_SECONDS
 from .runtime import PROFILES, amp_dtype, data_dir, get_device, seed_everything
 from .train import Budget
@@ -72,7 +73,7 @@ SMOKE_PLAN = ReportPlan(gan_seconds=10.0, diffusion_seconds=10.0, gan_steps=3, d
 def device_info(device: torch.device) -> dict:
     """Name, compute capability (CUDA), torch and CUDA versions, and the mixed-precision dtype."""
     cuda = device.type == "cuda"
-    amp = amp_dtype(device)  # what train.autocast trains in on this device
+    amp = amp_dtype(device)  # what runtime.autocast trains in on this device
     return {"device": torch.cuda.get_device_name(device) if cuda else str(device), "device_type": device.type,
             "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(device))) if cuda else None,
             "torch": torch.__version__, "cuda": torch.version.cuda,

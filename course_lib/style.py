@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .perceptual import OPTIMIZERS, OptimizationResult, VGG19Features, content_loss, optimize_image
-from .runtime import check_choice
-from .train import autocast
+from .optimize import OPTIMIZERS, OptimizationResult, optimize_image
+from .perceptual import VGG19Features, content_loss
+from .runtime import autocast, check_choice
 
 __all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "stylize",
            "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "match_colors", "resize_to_pixels", "pyramid_sizes",
@@ -178,7 +178,7 @@ class StyleConfig:
     steps: int = 30  # optimizer steps at the full size (one VGG forward + backward each)
     coarse_steps: int = 30  # optimizer steps at each coarser level of coarse-to-fine
     num_scales: int | None = None  # coarse-to-fine levels, each twice the previous; None: auto (coarsest >= 256 px)
-    pyramid_levels: int = 4  # pixels parametrized as a 4-level pyramid (perceptual.PyramidImage); 1: raw pixels
+    pyramid_levels: int = 4  # pixels parametrized as a 4-level pyramid (optimize.PyramidImage); 1: raw pixels
     pyramid_decay: float = 0.7  # weight decay^k of pyramid level k
     optimizer: str = "lbfgs"  # "lbfgs" (one evaluation per step, no line search) or "adam"
     lr: float | None = None  # Adam's learning rate in pixel units (default 0.02); L-BFGS uses 1
@@ -361,7 +361,7 @@ def _check_images(content: torch.Tensor, styles: list[torch.Tensor]) -> None:
         if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"{name} image must be a tensor (1, 3, H, W) in [0, 1], got {shape}: load it with "
-                             f"course_lib.data.load_image (converts grayscale, RGBA and 16-bit images)")
+                             f"course_lib.images.load_image (converts grayscale, RGBA and 16-bit images)")
         if not image.is_floating_point():
             raise ValueError(f"{name} image must be float in [0, 1], got {image.dtype}: use load_image")
 

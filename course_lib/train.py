@@ -4,10 +4,7 @@
 - `EMA`: exponential moving average of a model's weights.
 - `save_checkpoint` / `load_checkpoint`: atomic writes that store the config and the library version,
   safe loads (`weights_only=True`) that fail clearly on the wrong kind of checkpoint.
-- `progress`: a `tqdm.auto` bar that works in notebooks and terminals (defined in `runtime`).
 - `check_finite`: stop a run whose loss became NaN or exploded.
-- `autocast` / `grad_scaler`: mixed precision in the dtype `runtime.amp_dtype` picks for the device, with loss
-  scaling when that dtype is float16.
 """
 from __future__ import annotations
 
@@ -15,7 +12,6 @@ import copy
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +19,10 @@ from typing import Any
 import torch
 
 from .downloads import atomic_write
-from .runtime import amp_dtype, progress
 
 __all__ = [
     "Budget", "EMA", "TrainingDiverged", "CheckpointError",
-    "save_checkpoint", "load_checkpoint", "progress", "check_finite", "autocast", "grad_scaler",
+    "save_checkpoint", "load_checkpoint", "check_finite",
 ]
 
 FORMAT_VERSION = 1
@@ -192,20 +187,3 @@ def _rebuild_config(config_cls: type, values: dict, path: Path) -> Any:
         return config_cls(**values)
     except TypeError as e:
         raise CheckpointError(f"{path}: cannot rebuild {config_cls.__name__} from the stored config: {e}") from e
-
-
-def autocast(device: torch.device | str, enabled: bool = True):
-    """Mixed precision in one place: autocast in `runtime.amp_dtype(device)` (bfloat16 or float16), or no autocast
-    (float32) where that is None or `enabled` is False. Weights stay float32, so checkpoints and sampling are
-    unaffected."""
-    device = torch.device(device)
-    dtype = amp_dtype(device) if enabled else None
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.GradScaler:
-    """The loss scaler for `autocast(device, enabled)`: on only when that autocast is float16, whose small
-    gradients underflow to 0 unless the loss is scaled up first. A disabled scaler passes `scale`, `unscale_`,
-    `step` and `update` straight through, so a loop calls them whatever the dtype."""
-    device = torch.device(device)
-    return torch.amp.GradScaler(device.type, enabled=enabled and amp_dtype(device) == torch.float16)

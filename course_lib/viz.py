@@ -29,11 +29,11 @@ def _as_batch(images, value_range: tuple[float, float] | None) -> torch.Tensor:
         sizes = {tuple(b.shape[-2:]) for b in batches}
         if len(sizes) > 1:
             raise ValueError(f"images in one grid must share a size, got {sorted(sizes)}: resize them first "
-                             f"(e.g. data.load_image(x, size=...)) or use show_side_by_side")
+                             f"(e.g. images.load_image(x, size=...)) or use show_side_by_side")
         return torch.cat(batches)
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a tensor or a list of tensors, got {type(images).__name__} "
-                        f"(for a PIL image or numpy array use data.load_image first)")
+                        f"(for a PIL image or numpy array use images.load_image first)")
     x = images.detach().float().cpu()
     x = {2: lambda: x[None, None], 3: lambda: x[None], 4: lambda: x}.get(x.ndim, lambda: None)()
     if x is None or x.shape[1] not in (1, 3):

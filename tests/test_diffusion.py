@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
+from course_lib import defaults, diffusion_edit, runtime, sampling, schedulers
 from course_lib import diffusion as D
-from course_lib import train as train_module
 from course_lib.diffusion_edit import renoise
 from course_lib.train import Budget, CheckpointError, save_checkpoint
 
@@ -53,49 +53,49 @@ class GaussianOracle(torch.nn.Module):
 
 
 # ---------------------------------------------------------------- schedules
-@pytest.mark.parametrize("name", D.BETA_SCHEDULES)
+@pytest.mark.parametrize("name", schedulers.BETA_SCHEDULES)
 def test_schedules_are_float64_monotone_and_in_range(name):
-    betas = D.make_beta_schedule(name, T)
-    alpha_bar = D.alpha_bar_from_betas(betas)
+    betas = schedulers.make_beta_schedule(name, T)
+    alpha_bar = schedulers.alpha_bar_from_betas(betas)
     assert betas.dtype == alpha_bar.dtype == torch.float64 and betas.shape == (T,)
     assert (betas > 0).all() and (betas < 1).all()
     assert (betas[1:] >= betas[:-1]).all()  # noise added per step never shrinks
     assert (alpha_bar[1:] < alpha_bar[:-1]).all() and alpha_bar[0] < 1 and alpha_bar[-1] > 0
     assert alpha_bar[0] > 0.999 and alpha_bar[-1] < 1e-3  # starts clean, ends (almost) pure noise
-    snr = D.snr(alpha_bar)
+    snr = schedulers.snr(alpha_bar)
     assert (snr[1:] < snr[:-1]).all()
 
 
 def test_linear_schedule_matches_ho_et_al_and_cosine_closed_form():
-    betas = D.linear_beta_schedule(T)
+    betas = schedulers.linear_beta_schedule(T)
     assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
-    alpha_bar = D.alpha_bar_from_betas(D.cosine_beta_schedule(T))
+    alpha_bar = schedulers.alpha_bar_from_betas(schedulers.cosine_beta_schedule(T))
     f = lambda t: math.cos((t / T + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
     assert alpha_bar[499].item() == pytest.approx(f(500) / f(0), rel=1e-9)
 
 
 def test_unknown_schedule_and_bad_length_raise():
     with pytest.raises(ValueError, match="linear, cosine"):
-        D.make_beta_schedule("quadratic", T)
+        schedulers.make_beta_schedule("quadratic", T)
     with pytest.raises(ValueError, match=">= 2"):
-        D.make_beta_schedule("cosine", 1)
+        schedulers.make_beta_schedule("cosine", 1)
 
 
 # ---------------------------------------------------------------- q_sample
 def test_q_sample_statistics_match_closed_form():
-    alpha_bar = D.alpha_bar_from_betas(D.cosine_beta_schedule(T))
+    alpha_bar = schedulers.alpha_bar_from_betas(schedulers.cosine_beta_schedule(T))
     gen = torch.Generator().manual_seed(0)
     x0 = torch.full((20000, 1, 2, 2), 0.7)
     for t in (0, 300, 700):
         noise = torch.randn(x0.shape, generator=gen)
-        xt = D.q_sample(x0, torch.full((x0.shape[0],), t), alpha_bar=alpha_bar, noise=noise)
+        xt = schedulers.q_sample(x0, torch.full((x0.shape[0],), t), alpha_bar=alpha_bar, noise=noise)
         ab = alpha_bar[t].item()
         assert xt.mean().item() == pytest.approx(math.sqrt(ab) * 0.7, abs=0.01)
         assert xt.var().item() == pytest.approx(1 - ab, abs=0.01 + 0.02 * (1 - ab))
 
 
 def test_add_noise_is_q_sample_and_does_not_touch_inputs():
-    scheduler = D.DDPMScheduler(T, "linear")
+    scheduler = schedulers.DDPMScheduler(T, "linear")
     x0, noise = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8)
     copies = x0.clone(), noise.clone()
     t = torch.tensor([0, 10, 999])
@@ -107,7 +107,7 @@ def test_add_noise_is_q_sample_and_does_not_touch_inputs():
 
 # ---------------------------------------------------------------- schedulers
 def test_ddpm_posterior_variance_is_zero_at_t0_and_closed_form_elsewhere():
-    scheduler = D.DDPMScheduler(T, "linear")
+    scheduler = schedulers.DDPMScheduler(T, "linear")
     x, out = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
     _, std0, _ = scheduler.step_distribution(out, 0, x)
     assert float(std0) == 0.0
@@ -118,7 +118,7 @@ def test_ddpm_posterior_variance_is_zero_at_t0_and_closed_form_elsewhere():
 
 
 def test_ddpm_posterior_mean_is_eq7():
-    scheduler = D.DDPMScheduler(T, "cosine", prediction="x0")
+    scheduler = schedulers.DDPMScheduler(T, "cosine", prediction="x0")
     x0, x = torch.rand(2, 1, 8, 8) * 2 - 1, torch.randn(2, 1, 8, 8)
     t = 321
     mean, _, x0_pred = scheduler.step_distribution(x0, t, x)
@@ -131,20 +131,20 @@ def test_ddpm_posterior_mean_is_eq7():
 
 def test_ddim_eta0_is_deterministic():
     model = tiny_model()
-    scheduler = D.DDIMScheduler(T, "cosine", eta=0.0)
+    scheduler = schedulers.DDIMScheduler(T, "cosine", eta=0.0)
     noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    a = D.sample(model, scheduler, xt=noise, num_steps=5, generator=torch.Generator().manual_seed(1))
-    b = D.sample(model, scheduler, xt=noise, num_steps=5, generator=torch.Generator().manual_seed(2))
+    a = sampling.sample(model, scheduler, xt=noise, num_steps=5, generator=torch.Generator().manual_seed(1))
+    b = sampling.sample(model, scheduler, xt=noise, num_steps=5, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
-    c = D.sample(model, D.DDIMScheduler(T, "cosine", eta=1.0), xt=noise, num_steps=5,
+    c = sampling.sample(model, schedulers.DDIMScheduler(T, "cosine", eta=1.0), xt=noise, num_steps=5,
                  generator=torch.Generator().manual_seed(2))
     assert not torch.equal(a, c)  # eta = 1 adds noise
 
 
-@pytest.mark.parametrize("prediction", D.PREDICTIONS)
+@pytest.mark.parametrize("prediction", schedulers.PREDICTIONS)
 def test_ddim_eta1_over_all_steps_is_the_ddpm_step(prediction):
-    ddpm = D.DDPMScheduler(T, "linear", prediction=prediction)
-    ddim = D.DDIMScheduler(T, "linear", eta=1.0, prediction=prediction)
+    ddpm = schedulers.DDPMScheduler(T, "linear", prediction=prediction)
+    ddim = schedulers.DDIMScheduler(T, "linear", eta=1.0, prediction=prediction)
     gen = torch.Generator().manual_seed(0)
     x, out = torch.randn(2, 1, 8, 8, generator=gen), torch.randn(2, 1, 8, 8, generator=gen) * 0.3
     for t in (999, 500, 10, 1, 0):
@@ -159,7 +159,7 @@ def test_ddim_eta1_over_all_steps_is_the_ddpm_step(prediction):
 
 
 def test_set_timesteps_trailing_and_errors():
-    scheduler = D.DDIMScheduler(T)
+    scheduler = schedulers.DDIMScheduler(T)
     scheduler.set_timesteps(4)
     assert scheduler.timesteps.tolist() == [999, 666, 333, 0]
     assert [scheduler.previous_timestep(t) for t in (999, 666, 333, 0)] == [666, 333, 0, -1]
@@ -174,34 +174,35 @@ def test_set_timesteps_trailing_and_errors():
 
 def test_unknown_sampler_prediction_and_eta_raise():
     with pytest.raises(ValueError, match="ddpm, ddim"):
-        D.make_scheduler("euler")
+        schedulers.make_scheduler("euler")
     with pytest.raises(ValueError, match="eps, x0, v"):
-        D.make_scheduler("ddim", prediction="score")
+        schedulers.make_scheduler("ddim", prediction="score")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        D.DDIMScheduler(T, eta=1.5)
+        schedulers.DDIMScheduler(T, eta=1.5)
     with pytest.raises(ValueError, match="DDIM setting"):
-        D.make_scheduler("ddpm", eta=0.5)
+        schedulers.make_scheduler("ddpm", eta=0.5)
     with pytest.raises(ValueError, match="cosine"):
         D.DiffusionConfig(beta_schedule="sigmoid")
 
 
 @pytest.mark.parametrize("sampler, steps", [("ddpm", 200), ("ddim", 50)])
-@pytest.mark.parametrize("prediction", D.PREDICTIONS)
+@pytest.mark.parametrize("prediction", schedulers.PREDICTIONS)
 def test_samplers_recover_gaussian_data_with_an_analytic_model(sampler, steps, prediction):
     """With the exact denoiser of N(mu, s^2) data, both samplers must produce N(mu, s^2)."""
     mu, s = 0.3, 0.2
-    scheduler = D.make_scheduler(sampler, T, "cosine", prediction=prediction)
+    scheduler = schedulers.make_scheduler(sampler, T, "cosine", prediction=prediction)
     oracle = GaussianOracle(scheduler.alpha_bar, mu, s, prediction)
-    x = D.sample(oracle, scheduler, n=2000, num_steps=steps, image_size=2, generator=torch.Generator().manual_seed(0))
+    x = sampling.sample(oracle, scheduler, n=2000, num_steps=steps, image_size=2,
+                        generator=torch.Generator().manual_seed(0))
     assert x.mean().item() == pytest.approx(mu, abs=0.01)
     assert x.std().item() == pytest.approx(s, rel=0.08)
 
 
 def test_sampling_is_reproducible_with_a_generator():
     model = tiny_model()
-    scheduler = D.DDPMScheduler(T)
-    a = D.sample(model, scheduler, n=2, num_steps=3, image_size=8, generator=torch.Generator().manual_seed(5))
-    b = D.sample(model, scheduler, n=2, num_steps=3, image_size=8, generator=torch.Generator().manual_seed(5))
+    scheduler = schedulers.DDPMScheduler(T)
+    a = sampling.sample(model, scheduler, n=2, num_steps=3, image_size=8, generator=torch.Generator().manual_seed(5))
+    b = sampling.sample(model, scheduler, n=2, num_steps=3, image_size=8, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and a.shape == (2, 1, 8, 8) and a.min() >= -1 and a.max() <= 1
 
 
@@ -216,9 +217,9 @@ def test_guidance_w0_is_unconditional_and_w1_is_conditional():
     with torch.no_grad():
         out_u, out_c = model(xt, t, null), model(xt, t, labels)
         assert not torch.allclose(out_u, out_c)
-        torch.testing.assert_close(D.guided_output(model, xt, t, labels, 0.0), out_u, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(D.guided_output(model, xt, t, labels, 1.0), out_c, rtol=1e-4, atol=1e-5)
-        w3 = D.guided_output(model, xt, t, labels, 3.0)
+        torch.testing.assert_close(sampling.guided_output(model, xt, t, labels, 0.0), out_u, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sampling.guided_output(model, xt, t, labels, 1.0), out_c, rtol=1e-4, atol=1e-5)
+        w3 = sampling.guided_output(model, xt, t, labels, 3.0)
         torch.testing.assert_close(w3, out_u + 3 * (out_c - out_u), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(model(xt, t), out_u)  # no labels = the null label
 
@@ -238,35 +239,35 @@ def test_autoguidance_w1_is_the_model_w0_the_weak_one_and_linear_between():
     with torch.no_grad():
         out, out_weak = model(xt, t), weak(xt, t)
         assert not torch.allclose(out, out_weak)
-        torch.testing.assert_close(D.AutoGuidance(model, weak, 1.0)(xt, t), out)
-        torch.testing.assert_close(D.AutoGuidance(model, weak, 0.0)(xt, t), out_weak)
-        torch.testing.assert_close(D.AutoGuidance(model, weak, 3.0)(xt, t), out_weak + 3 * (out - out_weak))
-    alpha_bar = D.DDIMScheduler(T).alpha_bar
+        torch.testing.assert_close(sampling.AutoGuidance(model, weak, 1.0)(xt, t), out)
+        torch.testing.assert_close(sampling.AutoGuidance(model, weak, 0.0)(xt, t), out_weak)
+        torch.testing.assert_close(sampling.AutoGuidance(model, weak, 3.0)(xt, t), out_weak + 3 * (out - out_weak))
+    alpha_bar = schedulers.DDIMScheduler(T).alpha_bar
     sigma = ((1 - alpha_bar) / alpha_bar).sqrt()  # increasing in t
     t = torch.tensor([int((sigma < 0.3).sum()) - 1, 500, int((sigma <= 20).sum())])  # below, inside, above [0.3, 20]
     assert sigma[t[0]] < 0.3 and 0.3 <= sigma[t[1]] <= 20 and sigma[t[2]] > 20
     with torch.no_grad():
         out, out_weak = model(xt, t), weak(xt, t)
-        within = D.AutoGuidance(model, weak, 3.0, interval=(0.3, 20.0), alpha_bar=alpha_bar)(xt, t)
+        within = sampling.AutoGuidance(model, weak, 3.0, interval=(0.3, 20.0), alpha_bar=alpha_bar)(xt, t)
         torch.testing.assert_close(within[[0, 2]], out[[0, 2]])  # outside the interval: the model alone
         torch.testing.assert_close(within[1], out_weak[1] + 3 * (out[1] - out_weak[1]))
     with pytest.raises(ValueError, match="alpha_bar"):
-        D.AutoGuidance(model, weak, 2.0, interval=(0.3, 20.0))
+        sampling.AutoGuidance(model, weak, 2.0, interval=(0.3, 20.0))
     guided = D.autoguided(model, weak, tiny_config())
-    assert guided.guidance == D.AUTOGUIDANCE and guided.interval == D.AUTOGUIDANCE_INTERVAL
-    samples = D.sample(guided, D.DDIMScheduler(T), n=2, num_steps=3, image_size=8,
+    assert guided.guidance == defaults.AUTOGUIDANCE and guided.interval == defaults.AUTOGUIDANCE_INTERVAL
+    samples = sampling.sample(guided, schedulers.DDIMScheduler(T), n=2, num_steps=3, image_size=8,
                        generator=torch.Generator().manual_seed(0))  # a wrapper is a model for the sampling loop
     assert samples.shape == (2, 1, 8, 8) and samples.abs().max() <= 1
     with pytest.raises(ValueError, match="autoguidance scale"):
-        D.AutoGuidance(model, weak, -1.0)
+        sampling.AutoGuidance(model, weak, -1.0)
 
 
 def test_labels_out_of_range_or_on_unconditional_model_raise():
     conditional, plain = tiny_model(num_classes=10), tiny_model()
     with pytest.raises(ValueError, match=r"\[0, 9\]"):
-        D.sample(conditional, D.DDIMScheduler(T), n=2, num_steps=2, image_size=8, labels=10)
+        sampling.sample(conditional, schedulers.DDIMScheduler(T), n=2, num_steps=2, image_size=8, labels=10)
     with pytest.raises(ValueError, match="unconditional"):
-        D.sample(plain, D.DDIMScheduler(T), n=2, num_steps=2, image_size=8, labels=3)
+        sampling.sample(plain, schedulers.DDIMScheduler(T), n=2, num_steps=2, image_size=8, labels=3)
     with pytest.raises(ValueError, match="unconditional"):
         plain(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
 
@@ -281,7 +282,7 @@ def test_drop_labels_uses_the_null_label_at_rate_p():
 
 
 # ---------------------------------------------------------------- loss and training
-@pytest.mark.parametrize("prediction", D.PREDICTIONS)
+@pytest.mark.parametrize("prediction", schedulers.PREDICTIONS)
 def test_min_snr_weights_equal_min_snr_gamma_on_x0_error(prediction):
     config = tiny_config(prediction=prediction, loss_weighting="min_snr", min_snr_gamma=5.0)
     alpha_bar = torch.tensor([0.999, 0.9, 0.5, 0.01], dtype=torch.float64)
@@ -384,7 +385,7 @@ def test_training_stops_on_nan():
 def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
     """As on a T4: float16 autocast (forced on this CPU, whose autocast supports float16 convolutions) with a
     GradScaler that unscales before clipping and steps once per step; the weights move and stay finite."""
-    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(runtime, "amp_dtype", lambda device: torch.float16)
     calls = []
     for name in ("unscale_", "step", "update"):
         method = getattr(torch.amp.GradScaler, name)
@@ -407,7 +408,7 @@ def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
 
 
 def test_float16_training_still_stops_on_nan(monkeypatch):
-    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(runtime, "amp_dtype", lambda device: torch.float16)
     config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
     with pytest.raises(Exception, match="became"):
         D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
@@ -421,7 +422,7 @@ def test_inpainting_keeps_known_pixels_exactly():
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :, :4] = 1  # left half known
     for resample in (1, 2):
-        out = D.inpaint(model, D.DDIMScheduler(T), image, mask, num_steps=4, resample=resample,
+        out = diffusion_edit.inpaint(model, schedulers.DDIMScheduler(T), image, mask, num_steps=4, resample=resample,
                         generator=torch.Generator().manual_seed(0))
         assert out.shape == image.shape
         assert torch.equal(out[..., :4], image[..., :4])
@@ -429,7 +430,7 @@ def test_inpainting_keeps_known_pixels_exactly():
 
 
 def test_renoise_undoes_a_step_in_distribution():
-    scheduler = D.DDPMScheduler(T, "linear")
+    scheduler = schedulers.DDPMScheduler(T, "linear")
     scheduler.set_timesteps(10)
     t = int(scheduler.timesteps[3])
     prev = scheduler.previous_timestep(t)
@@ -443,14 +444,16 @@ def test_renoise_undoes_a_step_in_distribution():
 def test_sdedit_strength_bounds():
     model = tiny_model()
     image = torch.rand(1, 1, 8, 8) * 2 - 1
-    assert torch.equal(D.sdedit(model, D.DDIMScheduler(T), image, strength=0.0, num_steps=4), image)
-    out = D.sdedit(model, D.DDIMScheduler(T), image, strength=0.5, num_steps=4, generator=torch.Generator().manual_seed(0))
+    scheduler = schedulers.DDIMScheduler(T)
+    assert torch.equal(diffusion_edit.sdedit(model, scheduler, image, strength=0.0, num_steps=4), image)
+    out = diffusion_edit.sdedit(model, scheduler, image, strength=0.5, num_steps=4,
+                                generator=torch.Generator().manual_seed(0))
     assert out.shape == image.shape and not torch.equal(out, image)
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
-            D.sdedit(model, D.DDIMScheduler(T), image, strength=bad)
+            diffusion_edit.sdedit(model, schedulers.DDIMScheduler(T), image, strength=bad)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        D.sdedit(model, D.DDIMScheduler(T), image * 255, strength=0.5)
+        diffusion_edit.sdedit(model, schedulers.DDIMScheduler(T), image * 255, strength=0.5)
 
 
 # ---------------------------------------------------------------- checkpoints and the CLI
@@ -570,4 +573,4 @@ def test_cli_sample_help_states_the_autoguidance_default(capsys):
     from course_lib.commands import main
     with pytest.raises(SystemExit):
         main(["diffusion", "sample", "--help"])
-    assert f"default{D.AUTOGUIDANCE};" in "".join(capsys.readouterr().out.split())
+    assert f"default{defaults.AUTOGUIDANCE};" in "".join(capsys.readouterr().out.split())

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import gan, gan_edit, gan_toy, runtime
-from course_lib import train as train_module
 from course_lib.train import Budget, CheckpointError, TrainingDiverged, save_checkpoint
 
 
@@ -181,7 +180,7 @@ def _count_scaler_calls(monkeypatch) -> dict[str, int]:
 def test_float16_steps_d_and_g_through_one_grad_scaler(monkeypatch):
     """As on a T4: float16 autocast (forced on this CPU, whose autocast supports float16 convolutions) with one
     GradScaler, stepped once per optimizer and updated once per round; the weights move and stay finite."""
-    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(runtime, "amp_dtype", lambda device: torch.float16)
     calls = _count_scaler_calls(monkeypatch)
     torch.manual_seed(0)
     run = gan.build_gan(tiny_config())
@@ -197,7 +196,7 @@ def test_float16_steps_d_and_g_through_one_grad_scaler(monkeypatch):
 
 def test_float16_checkpoint_keeps_the_loss_scale_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS", "0")
-    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(runtime, "amp_dtype", lambda device: torch.float16)
     path = tmp_path / "g.pt"
     run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=2), checkpoint=path)
     run.scaler.update(1024.0)  # a scale other than the default, to see it come back

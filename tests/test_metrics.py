@@ -4,14 +4,15 @@ import json
 import pytest
 import torch
 
-from course_lib import metrics
-from course_lib import train as train_module
+from course_lib import metrics, runtime
 from course_lib.data import load_mnist
-from course_lib.digit_classifier import not_digits
+from course_lib.defaults import JUDGE_CHECKPOINT
+from course_lib.digit_classifier import (DigitClassifier, DigitClassifierConfig, JudgeTrainConfig, accuracy, not_digits,
+                                         train_classifier)
 from course_lib.runtime import checkpoint_path, data_dir
 from course_lib.train import Budget, CheckpointError, save_checkpoint
 
-JUDGE = checkpoint_path(metrics.JUDGE_CHECKPOINT)
+JUDGE = checkpoint_path(JUDGE_CHECKPOINT)
 needs_judge = pytest.mark.skipif(not JUDGE.is_file(), reason="shipped judge weights missing")
 
 
@@ -91,7 +92,7 @@ def test_classifier_fid_accepts_precomputed_reference_stats():
 @pytest.fixture(scope="module")
 def tiny_judge():
     torch.manual_seed(0)
-    return metrics.DigitClassifier(metrics.DigitClassifierConfig(channels=(2, 4), feature_dim=8)).eval()
+    return DigitClassifier(DigitClassifierConfig(channels=(2, 4), feature_dim=8)).eval()
 
 
 def test_prepare_digits_detects_range_and_crops_32_to_28():
@@ -137,16 +138,16 @@ def test_train_classifier_runs_a_budget_and_reduces_the_loss():
     images = torch.zeros(20, 1, 28, 28)
     images[10:, :, 8:20, 8:20] = 1.0  # two separable "classes"
     labels = torch.tensor([0] * 10 + [1] * 10)
-    model = metrics.DigitClassifier(metrics.DigitClassifierConfig(channels=(2, 4), feature_dim=8))
-    config = metrics.JudgeTrainConfig(batch_size=8, lr=1e-2)
-    history = metrics.train_classifier(model, images, labels, budget=Budget(max_steps=30), config=config, generator=g)
+    model = DigitClassifier(DigitClassifierConfig(channels=(2, 4), feature_dim=8))
+    config = JudgeTrainConfig(batch_size=8, lr=1e-2)
+    history = train_classifier(model, images, labels, budget=Budget(max_steps=30), config=config, generator=g)
     assert history["step"][-1] == 30 and not model.training
     assert history["loss"][-1] < history["loss"][0]
 
 
 def test_train_classifier_under_float16_steps_through_the_grad_scaler(monkeypatch):
     """As on a T4: float16 autocast (forced on this CPU) with an enabled GradScaler stepped every step."""
-    monkeypatch.setattr(train_module, "amp_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(runtime, "amp_dtype", lambda device: torch.float16)
     enabled, step = [], torch.amp.GradScaler.step
 
     def spied_step(self, *args, **kwargs):
@@ -154,11 +155,11 @@ def test_train_classifier_under_float16_steps_through_the_grad_scaler(monkeypatc
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.amp.GradScaler, "step", spied_step)
-    model = metrics.DigitClassifier(metrics.DigitClassifierConfig(channels=(2, 4), feature_dim=8))
+    model = DigitClassifier(DigitClassifierConfig(channels=(2, 4), feature_dim=8))
     before = [p.detach().clone() for p in model.parameters()]
-    history = metrics.train_classifier(model, torch.rand(8, 1, 28, 28), torch.arange(8) % 2,
-                                       budget=Budget(max_steps=3), config=metrics.JudgeTrainConfig(batch_size=4),
-                                       generator=torch.Generator().manual_seed(0))
+    history = train_classifier(model, torch.rand(8, 1, 28, 28), torch.arange(8) % 2,
+                               budget=Budget(max_steps=3), config=JudgeTrainConfig(batch_size=4),
+                               generator=torch.Generator().manual_seed(0))
     assert enabled == [True] * 3 and all(torch.isfinite(torch.tensor(history["loss"])))
     assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
@@ -189,7 +190,7 @@ def test_shipped_judge_loads_and_has_the_recorded_accuracy():
     test = load_mnist(data_dir(), "test", download=False, verbose=False)
     if test.source != record["data_source"]:
         pytest.skip(f"judge trained on {record['data_source']}, local test split is {test.source}")
-    measured = metrics.accuracy(judge, test.images, test.labels)
+    measured = accuracy(judge, test.images, test.labels)
     assert measured == pytest.approx(record["held_out_accuracy"], abs=0.002)
     assert measured >= 0.94
 

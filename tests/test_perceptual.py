@@ -8,7 +8,7 @@ import torch
 
 from course_lib import data
 from course_lib.perceptual import (LAYER_NAMES, VGG19Features, WeightsUnavailable, content_loss, invert_features,
-                                   optimize_image, perceptual_distance, receptive_field)
+                                   perceptual_distance, receptive_field)
 
 
 @pytest.fixture(scope="session")
@@ -119,29 +119,6 @@ def test_feature_inversion_lowers_the_loss(vgg_caffe):
     losses = [h["content"] for h in result.history]
     assert len(losses) == 5 and losses[-1] < losses[0]
     assert result.image.shape == (1, 3, 16, 16) and 0 <= result.image.min() and result.image.max() <= 1
-
-
-def test_optimize_image_adam_moves_towards_the_target():
-    target = torch.full((1, 3, 4, 4), 0.8)
-    result = optimize_image(lambda x: {"mse": ((x - target) ** 2).mean()}, torch.zeros(1, 3, 4, 4), steps=20,
-                            optimizer="adam", lr=0.05, progress=False)
-    assert result.history[-1]["mse"] < result.history[0]["mse"]
-    with pytest.raises(ValueError, match="lbfgs"):
-        optimize_image(lambda x: {"mse": x.mean()}, torch.zeros(1, 3, 4, 4), steps=1, optimizer="sgd")
-
-
-def test_nan_stops_and_returns_the_last_good_image():
-    calls = {"n": 0}
-
-    def loss_fn(x):
-        calls["n"] += 1
-        loss = ((x - 1) ** 2).mean()
-        return {"mse": loss * float("nan") if calls["n"] >= 3 else loss}
-
-    with pytest.warns(RuntimeWarning, match="last good image"):
-        result = optimize_image(loss_fn, torch.zeros(1, 3, 4, 4), steps=10, optimizer="adam", lr=0.1, progress=False)
-    assert result.stopped is not None and len(result.history) == 2
-    assert torch.isfinite(result.image).all() and result.image.mean() > 0  # it moved, then stopped
 
 
 def test_perceptual_distance_is_zero_for_the_same_image_and_tolerates_brightness():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import course_lib
-from course_lib import runtime, train
+from course_lib import train
 from course_lib.train import EMA, Budget, CheckpointError, TrainingDiverged, load_checkpoint, save_checkpoint
 
 
@@ -224,58 +224,3 @@ def test_check_finite_raises_on_divergence(value):
 
 def test_check_finite_accepts_finite_losses():
     train.check_finite(3, loss=torch.tensor(0.25), other=-4.0)  # no exception
-
-
-def test_progress_bar_can_be_switched_off(monkeypatch):
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
-    with train.progress(range(3), desc="x") as bar:
-        assert bar.disable and list(bar) == [0, 1, 2]
-
-
-def test_autocast_uses_bfloat16_on_cpu_only_where_the_hardware_has_it(monkeypatch):
-    x = torch.ones(2, 2)
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)  # looked up by runtime.amp_dtype
-    with train.autocast("cpu"):
-        assert (x @ x).dtype == torch.bfloat16
-    with train.autocast("cpu", enabled=False):
-        assert (x @ x).dtype == torch.float32
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
-    with train.autocast("cpu"):
-        assert (x @ x).dtype == torch.float32
-
-
-def test_autocast_runs_float16_where_amp_dtype_chooses_it(monkeypatch):
-    monkeypatch.setattr(train, "amp_dtype", lambda device: torch.float16)  # as on a T4
-    x = torch.ones(2, 2)
-    with train.autocast("cpu"):
-        assert (x @ x).dtype == torch.float16
-
-
-@pytest.mark.parametrize("dtype, enabled", [(torch.float16, True), (torch.bfloat16, False), (None, False)])
-def test_grad_scaler_is_on_only_under_float16(monkeypatch, dtype, enabled):
-    monkeypatch.setattr(train, "amp_dtype", lambda device: dtype)
-    assert train.grad_scaler("cpu").is_enabled() == enabled
-    assert not train.grad_scaler("cpu", enabled=False).is_enabled()  # mixed_precision=False: no scaling
-
-
-def test_disabled_grad_scaler_passes_everything_through():
-    param = torch.nn.Parameter(torch.ones(2))
-    optimizer = torch.optim.SGD([param], lr=0.5)
-    scaler = train.grad_scaler("cpu", enabled=False)
-    loss = param.sum()
-    assert scaler.scale(loss) is loss
-    loss.backward()
-    scaler.step(optimizer)
-    scaler.update()
-    torch.testing.assert_close(param.detach(), torch.full((2,), 0.5))  # a plain SGD step
-
-
-def test_float16_grad_scaler_skips_a_step_on_inf_gradients_and_lowers_the_scale(monkeypatch):
-    monkeypatch.setattr(train, "amp_dtype", lambda device: torch.float16)
-    param = torch.nn.Parameter(torch.ones(2))
-    optimizer = torch.optim.SGD([param], lr=0.5)
-    scaler = train.grad_scaler("cpu")
-    scaler.scale(param.sum() * math.inf).backward()  # an overflowed float16 gradient
-    scaler.step(optimizer)
-    scaler.update()
-    assert torch.equal(param.detach(), torch.ones(2)) and scaler.get_scale() == 2.0**15

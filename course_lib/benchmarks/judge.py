@@ -10,7 +10,8 @@ import torch
 
 from ..bench import BenchContext, Row
 from ..data import load_mnist
-from ..metrics import accuracy, classifier_fid, load_judge, recognizability
+from ..digit_classifier import accuracy
+from ..metrics import classifier_fid, load_judge, recognizability
 
 __all__ = ["run"]
 

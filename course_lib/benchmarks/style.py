@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from .. import style as S
 from ..bench import BenchContext, Row, timed
-from ..data import example_image, load_image, style_image
-from ..perceptual import VGG19Features, optimize_image
+from ..images import example_image, load_image, style_image
+from ..optimize import optimize_image
+from ..perceptual import VGG19Features
 from ..viz import save_image
 
 __all__ = ["run", "gatys_losses", "measure_command", "PAINTINGS"]

@@ -88,7 +88,7 @@ def sample(args) -> int:
     import torch
 
     from ..diffusion import autoguided, digit_labels, load_diffusion, scheduler_for
-    from ..diffusion import sample as draw
+    from ..sampling import sample as draw
     from ..runtime import get_device
 
     device = get_device(args.device)

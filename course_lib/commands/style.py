@@ -41,13 +41,13 @@ def config_from_args(args):
 
 
 def _load_named(src: str, names: dict, loader):
-    """An image argument: a packaged name (example photo / painting) or anything data.load_image takes."""
-    from ..data import load_image
+    """An image argument: a packaged name (example photo / painting) or anything images.load_image takes."""
+    from ..images import load_image
     return loader(src) if src in names else load_image(src)
 
 
 def run(args) -> int:
-    from ..data import EXAMPLE_IMAGES, STYLE_IMAGES, example_image, style_image
+    from ..images import EXAMPLE_IMAGES, STYLE_IMAGES, example_image, style_image
     from ..runtime import get_device, get_profile
     from ..style import stylize
     from ..viz import save_image

@@ -1,10 +1,11 @@
-"""Our L-BFGS (course_lib.lbfgs) takes the same steps as torch.optim.LBFGS configured as style transfer uses it."""
+"""course_lib.optimize: `optimize_image` moves towards its target and stops on NaN; our L-BFGS takes the same steps
+as torch.optim.LBFGS configured as style transfer uses it."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from course_lib.lbfgs import LBFGS
+from course_lib.optimize import LBFGS, optimize_image
 
 
 def _run(make_optimizer, loss_fn, x0: list[torch.Tensor], steps: int) -> tuple[list[torch.Tensor], list[float]]:
@@ -57,3 +58,26 @@ def test_rejects_non_contiguous_parameters():
         LBFGS([torch.zeros(1, 3, 4, 4).to(memory_format=torch.channels_last).requires_grad_(True)])
     with pytest.raises(ValueError, match="non-empty"):
         LBFGS([])
+
+
+def test_optimize_image_adam_moves_towards_the_target():
+    target = torch.full((1, 3, 4, 4), 0.8)
+    result = optimize_image(lambda x: {"mse": ((x - target) ** 2).mean()}, torch.zeros(1, 3, 4, 4), steps=20,
+                            optimizer="adam", lr=0.05, progress=False)
+    assert result.history[-1]["mse"] < result.history[0]["mse"]
+    with pytest.raises(ValueError, match="lbfgs"):
+        optimize_image(lambda x: {"mse": x.mean()}, torch.zeros(1, 3, 4, 4), steps=1, optimizer="sgd")
+
+
+def test_nan_stops_and_returns_the_last_good_image():
+    calls = {"n": 0}
+
+    def loss_fn(x):
+        calls["n"] += 1
+        loss = ((x - 1) ** 2).mean()
+        return {"mse": loss * float("nan") if calls["n"] >= 3 else loss}
+
+    with pytest.warns(RuntimeWarning, match="last good image"):
+        result = optimize_image(loss_fn, torch.zeros(1, 3, 4, 4), steps=10, optimizer="adam", lr=0.1, progress=False)
+    assert result.stopped is not None and len(result.history) == 2
+    assert torch.isfinite(result.image).all() and result.image.mean() > 0  # it moved, then stopped
