@@ -2,8 +2,35 @@
 
 Importing the package does nothing but define names: no device probing, downloads or file writes, and no torch
 until a name that needs it is used (so `python -m course_lib --help` answers at once).
-Chapters live in submodules (`course_lib.gan`, `course_lib.diffusion`, `course_lib.style`, ...); the command
-line lives apart from them, in `course_lib.commands`.
+Import each name from the module that defines it; this package re-exports only `get_device`, `get_profile` and
+`seed_everything`, the first cell of every notebook.
+
+Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style transfer):
+
+    runtime           device, mixed precision (autocast, grad_scaler), budget profiles, seed, progress bar (all)
+    defaults          plain constants that the library and the command line share, without torch (all)
+    downloads         the one download helper, atomic and checksummed (all)
+    data              MNIST (load_mnist) and the asset cache (fetch_all, asset_status) (00, 01, 02)
+    images            photos and paintings as tensors: load_image, example_image, style_image (00, 03, 04)
+    viz               image grids, side-by-side pictures, training curves, animations (all)
+    checks            the self-checks of the notebooks' exercises (01-04)
+    train             what every training loop shares: Budget, EMA, checkpoints, check_finite (01, 02)
+    gan               DCGAN: models, losses, training loop, checkpoints, evaluation (01)
+    gan_toy           the adversarial game on a 2-D ring of Gaussians, in seconds (01)
+    gan_edit          latent walks and GAN inversion (01)
+    digit_classifier  the CNN behind the digit judge, and how it is trained (01, 02)
+    metrics           the digit judge: classifier FID and recognizability (01, 02)
+    unet              the denoising network: a time- and class-conditioned U-Net (02)
+    schedulers        noise schedules, q_sample, DDPMScheduler, DDIMScheduler (02)
+    diffusion         DiffusionConfig, the objective, the training loop, checkpoints, evaluation (02)
+    sampling          the one sampling loop for every scheduler, classifier-free guidance, autoguidance (02)
+    diffusion_edit    editing with a diffusion model: inpainting (RePaint) and SDEdit (02)
+    perceptual        VGG19 features by layer name, the content loss, feature inversion (03, 04)
+    optimize          optimizing the pixels of an image: optimize_image, PyramidImage, our L-BFGS (03, 04)
+    style             Gatys style transfer: Gram matrices, the style loss, stylize (04)
+    bench             make bench: runs the groups of course_lib/benchmarks/, one table, bench/results.json
+    gpu_report        make gpu-report: the full profile's targets measured on one GPU
+    commands/         the command line (python -m course_lib ...), one module per command group
 """
 __version__ = "0.1.0"
 
