@@ -1,5 +1,5 @@
 """The shape of course_lib: no import cycles (lazy imports included), argparse only in course_lib/commands/,
-modules of at most 450 lines, and a command line whose `--help` loads no torch."""
+no re-exports, modules of at most 450 lines, and a command line whose `--help` loads no torch."""
 from __future__ import annotations
 
 import ast
@@ -85,6 +85,31 @@ def test_only_the_commands_import_argparse():
     offenders = sorted(name for name, path in MODULES.items()
                        if "argparse" in _imported(name, path) and not name.startswith("course_lib.commands"))
     assert offenders == [], f"argparse outside course_lib/commands/ (the command line lives apart): {offenders}"
+
+
+def _defined_and_exported(path: Path) -> tuple[set[str], list[str]]:
+    """The names a module defines at top level (def, class, assignment) and the names in its __all__."""
+    defined, exported = set(), []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                defined.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+                if isinstance(target, ast.Name) and target.id == "__all__":
+                    exported = [e.value for e in node.value.elts]
+    return defined, exported
+
+
+def test_modules_export_only_what_they_define():
+    """No re-exports: a name is imported from the module that defines it (course_lib/__init__.py's lazy
+    get_device, get_profile and seed_everything are the one exception)."""
+    offenders = {}
+    for name, path in MODULES.items():
+        defined, exported = _defined_and_exported(path)
+        if name != "course_lib" and (foreign := [n for n in exported if n not in defined]):
+            offenders[name] = foreign
+    assert offenders == {}, f"__all__ names defined elsewhere (import them from their own module): {offenders}"
 
 
 KNOWN_LONG = {"course_lib.gan"}  # 521 lines: its training loop and checkpoints are to move out (one job per module)
