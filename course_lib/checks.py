@@ -44,7 +44,7 @@ def not_done(name: str, fn: Callable, error: NotImplementedError) -> bool:
     """The verdict for an exercise whose code still raises NotImplementedError (the exercise edition's stub,
     whose message names the function to write)."""
     what = str(error) or f"`{getattr(fn, '__name__', 'your function')}` still raises NotImplementedError."
-    return report(name, f"not done yet. {what} Then run its cell and this check again.", mark="⏳")
+    return report(name, f"not done yet. {what} Then run the cell again.", mark="⏳")
 
 
 def yours_or_reference(passed: bool, yours: Callable, reference: Callable) -> Callable:
