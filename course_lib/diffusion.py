@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t >= 0.3
-from .runtime import autocast, check_choice, grad_scaler, progress
+from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
 from .sampling import AutoGuidance, sample
 from .schedulers import BETA_SCHEDULES, PREDICTIONS, make_scheduler, predict_eps, snr
 from .train import EMA, Budget, check_finite, load_checkpoint, save_checkpoint
@@ -262,7 +262,7 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
                     budget: Budget, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
                     resume: TrainResult | None = None, checkpoint: str | Path | None = None,
                     checkpoint_every: float = 60.0, log_every: int = 10, callback=None,
-                    disable_progress: bool | None = None) -> TrainResult:
+                    progress: bool = True) -> TrainResult:
     """Train a diffusion U-Net on `images` (N, 1, H, W) in [0, 1] (and `labels` (N,) if conditional).
 
     Each step: a random batch, (labels dropped to the null label with p = label_dropout), `diffusion_loss`,
@@ -285,7 +285,7 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     scheduler = scheduler_for(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = grad_scaler(device, config.mixed_precision)
-    bar = progress(total=budget.total, desc="diffusion", disable=disable_progress)
+    bar = progress_bar(total=budget.total, desc="diffusion", disable=None if progress else True)
     step, last_save = 0, time.perf_counter()
     while not budget.done(step):
         for group in optimizer.param_groups:

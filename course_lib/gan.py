@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import autocast, cpu_has_bf16, grad_scaler, progress
+from .runtime import autocast, cpu_has_bf16, grad_scaler, progress as progress_bar
 from .train import EMA, Budget, CheckpointError, TrainingDiverged, check_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -346,7 +346,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
               device: torch.device | str | None = None, generator: torch.Generator | None = None,
               resume: GANResult | str | Path | None = None, checkpoint: str | Path | None = None,
               checkpoint_every: float = 60.0, log_every: int = 10, num_snapshots: int = 16,
-              callback=None, show_progress: bool = True) -> GANResult:
+              callback=None, progress: bool = True) -> GANResult:
     """Train a DCGAN on `images` (N, C, S, S) in [-1, 1] (see `prepare_mnist`) within `budget`.
 
     Batches are random indices into the one data tensor (no DataLoader: on a CPU it costs more than the model).
@@ -363,7 +363,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
                          f"in [-1, 1], got {tuple(data.shape)}: use prepare_mnist(images, {config.image_size})")
     run.net_g.train()
     run.net_d.train()
-    bar = progress(total=budget.total, desc="DCGAN", disable=None if show_progress else True)
+    bar = progress_bar(total=budget.total, desc="DCGAN", disable=None if progress else True)
     next_snapshot, last_save, start_seconds, calls = 0, 0.0, run.seconds, 0
     budget.start()
     while not budget.done(calls):

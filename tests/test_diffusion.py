@@ -345,19 +345,19 @@ def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
     seen = []
     result = D.train_diffusion(config, images, labels, budget=Budget(max_steps=3), log_every=1,
                                generator=torch.Generator().manual_seed(0), callback=lambda s, l, r: seen.append(s),
-                               disable_progress=True)
+                               progress=False)
     assert result.steps == 3 and seen == [1, 2, 3] and result.history["step"] == [1, 2, 3]
     assert torch.equal(images, before)
     assert all(math.isfinite(v) for v in result.history["loss"])
     with pytest.raises(ValueError, match="labels"):
-        D.train_diffusion(config, images, budget=Budget(max_steps=1), disable_progress=True)
+        D.train_diffusion(config, images, budget=Budget(max_steps=1), progress=False)
 
 
 def test_training_keeps_the_weak_model_of_autoguidance_and_the_checkpoint_round_trips_it(tmp_path):
     config = tiny_config(weak_model_at=0.5, lr=1e-2)
     path = tmp_path / "d.pt"
     result = D.train_diffusion(config, torch.rand(16, 1, 8, 8), budget=Budget(max_steps=6), checkpoint=path,
-                               generator=torch.Generator().manual_seed(0), disable_progress=True)
+                               generator=torch.Generator().manual_seed(0), progress=False)
     assert result.weak_model is not None and not result.weak_model.training
     xt, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 700])
     with torch.no_grad():
@@ -367,7 +367,7 @@ def test_training_keeps_the_weak_model_of_autoguidance_and_the_checkpoint_round_
         torch.testing.assert_close(D.autoguided(loaded, info["weak_model"], config, 2.0)(xt, t),
                                    result.autoguided(2.0)(xt, t), rtol=0, atol=0)
     none = D.train_diffusion(tiny_config(weak_model_at=None), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1),
-                             disable_progress=True)
+                             progress=False)
     assert none.weak_model is None
     with pytest.raises(ValueError, match="weak model"):
         none.autoguided()
@@ -379,7 +379,7 @@ def test_training_stops_on_nan():
     config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
     with pytest.raises(Exception, match="became"):
         D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
-                          generator=torch.Generator().manual_seed(0), disable_progress=True)
+                          generator=torch.Generator().manual_seed(0), progress=False)
 
 
 def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
@@ -400,7 +400,7 @@ def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
     start = D.TrainResult(D.build_model(config), D.build_model(config), config)
     before = [p.detach().clone() for p in start.model.parameters()]
     result = D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=2), resume=start,
-                               generator=torch.Generator().manual_seed(0), disable_progress=True)
+                               generator=torch.Generator().manual_seed(0), progress=False)
     assert calls == [("unscale_", True), ("step", True), ("update", True)] * 2
     assert all(math.isfinite(v) for v in result.history["loss"])
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
@@ -412,7 +412,7 @@ def test_float16_training_still_stops_on_nan(monkeypatch):
     config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
     with pytest.raises(Exception, match="became"):
         D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
-                          generator=torch.Generator().manual_seed(0), disable_progress=True)
+                          generator=torch.Generator().manual_seed(0), progress=False)
 
 
 # ---------------------------------------------------------------- editing

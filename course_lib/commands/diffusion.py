@@ -102,7 +102,7 @@ def sample(args) -> int:
     scheduler = scheduler_for(config, args.sampler, eta=args.eta)
     samples = draw(model, scheduler, n=args.n, num_steps=args.steps, labels=digit_labels(labels, args.n),
                    guidance=args.guidance, generator=torch.Generator().manual_seed(args.seed),
-                   image_size=config.image_size, disable_progress=False).cpu()  # (N, 1, H, W) in [-1, 1]
+                   image_size=config.image_size, progress=True).cpu()  # (N, 1, H, W) in [-1, 1]
     out = write_samples(samples, args.out, nrow=10 if config.conditional else 8)
     print(f"wrote {len(samples)} samples {tuple(samples.shape)} ({args.sampler}, {args.steps} steps) to {out}")
     return 0
