@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t >= 0.3
 from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
 from .sampling import AutoGuidance, sample
-from .schedulers import BETA_SCHEDULES, PREDICTIONS, make_scheduler, predict_eps, snr
+from .schedulers import BETA_SCHEDULES, PREDICTIONS, predict_eps, scheduler_for, snr
 from .train import EMA, Budget, check_finite, load_checkpoint, save_checkpoint
 from .unet import UNet
 
 __all__ = [
     "DiffusionConfig", "recipe", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights",
     "empirical_posterior_x0", "drop_labels", "autoguided", "TrainResult", "train_diffusion", "save_diffusion",
-    "load_diffusion", "scheduler_for", "evaluate", "digit_labels", "resume_from",
+    "load_diffusion", "evaluate", "digit_labels", "resume_from",
 ]
 
 CHECKPOINT_KIND = "diffusion"
@@ -118,12 +118,6 @@ def build_model(config: DiffusionConfig) -> UNet:
     return UNet(in_channels=1, base_channels=config.base_channels, channel_mults=config.channel_mults,
                 num_res_blocks=config.num_res_blocks, attention_levels=config.attention_levels,
                 num_classes=config.num_classes, dropout=config.dropout, patch_size=config.patch_size)
-
-
-def scheduler_for(config: DiffusionConfig, sampler: str = "ddim", *, eta: float = 0.0, clip_sample: bool = True):
-    """A DDPM or DDIM scheduler with the model's schedule and prediction type."""
-    return make_scheduler(sampler, config.num_train_timesteps, config.beta_schedule,
-                          prediction=config.prediction, eta=eta, clip_sample=clip_sample)
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

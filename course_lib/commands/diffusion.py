@@ -87,8 +87,9 @@ def train_command(args) -> str:
 def sample(args) -> int:
     import torch
 
-    from ..diffusion import autoguided, digit_labels, load_diffusion, scheduler_for
+    from ..diffusion import autoguided, digit_labels, load_diffusion
     from ..sampling import sample as draw
+    from ..schedulers import scheduler_for
     from ..runtime import get_device
 
     device = get_device(args.device)
