@@ -125,7 +125,7 @@ def gan_rows(ctx: BenchContext, plan: ReportPlan, stages: dict) -> list[Row]:
     return rows + _stage_rows("gan", stages)
 
 
-def _train_diffusion(ctx: BenchContext, overrides: dict) -> D.TrainResult:
+def _train_diffusion(ctx: BenchContext, overrides: dict) -> D.DiffusionResult:
     """The full recipe, unconditional, seeded, within ctx.profile's diffusion budget (as benchmarks.diffusion)."""
     generator = seed_everything(0)
     data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit)

@@ -41,7 +41,7 @@ class AutoGuidance(torch.nn.Module):
         out = out_weak + w (out_model - out_weak),
 
     the extrapolation of classifier-free guidance with the weak model in place of the unconditional one, so it
-    needs no labels. The weak model (here: the same network earlier in training, `TrainResult.weak_model`) makes
+    needs no labels. The weak model (here: the same network earlier in training, `DiffusionResult.weak_model`) makes
     the same kinds of mistakes as the good one, only more of them; stepping away from it removes them, where
     classifier-free guidance also pulls every sample towards the most typical digit of its class.
     w = 1 is the model alone, w = 0 the weak model.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -407,3 +408,11 @@ def test_cli_train_sets_the_widths_and_latent_size_and_refuses_them_on_resume(tm
     capsys.readouterr()
     assert cli.main(["gan", "train", "--steps", "1", "--out", str(ckpt), "--resume", str(ckpt), "--g-channels", "5"]) == 2
     assert "--resume trains with the checkpoint's own config" in capsys.readouterr().err
+
+
+def test_shipped_checkpoint_loads_as_a_run():
+    path = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "gan_mnist.pt"
+    if not path.is_file():
+        pytest.skip("shipped checkpoint gan_mnist.pt missing")
+    run = gan.load_gan(path)
+    assert isinstance(run, gan.GANResult) and run.step > 0 and run.seconds > 0 and run.history["step"]

@@ -29,7 +29,7 @@ GUIDANCE = 2.0  # classifier-free guidance scale of the conditional benchmark
 COMPARE_N = {"smoke": 20, "quick": 250, "full": 1000}  # samples per sampler in the DDPM-vs-DDIM comparison
 
 
-def _train(ctx: BenchContext, *, conditional: bool = False) -> D.TrainResult:
+def _train(ctx: BenchContext, *, conditional: bool = False) -> D.DiffusionResult:
     generator = seed_everything(0)
     data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit, verbose=not conditional)
     budget = Budget(max_steps=ctx.profile.diffusion_steps, max_seconds=ctx.profile.diffusion_seconds)
