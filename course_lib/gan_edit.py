@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .gan import Generator, sample
+from .dcgan import Generator
+from .gan import sample
 from .runtime import check_choice, progress as progress_bar
 
 __all__ = ["lerp", "slerp", "interpolate", "Inversion", "invert", "morph"]

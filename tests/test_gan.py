@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import gan, gan_edit, gan_toy, runtime
+from course_lib import dcgan, gan, gan_edit, gan_toy, runtime
 from course_lib.train import Budget, CheckpointError, TrainingDiverged, save_checkpoint
 
 
@@ -30,7 +30,7 @@ def tiny_digits(n: int = 16, size: int = 28, seed: int = 0) -> torch.Tensor:
 
 
 def layer_shapes(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
-    return [shape for _, shape in gan.layer_shapes(net, x)]
+    return [shape for _, shape in dcgan.layer_shapes(net, x)]
 
 
 # ---------------------------------------------------------------- shapes
@@ -43,26 +43,26 @@ def layer_shapes(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]
 ])
 def test_every_layer_shape(size, g_shapes, d_shapes):
     config = tiny_config(image_size=size)
-    net_g, net_d = gan.Generator(config), gan.Discriminator(config)
+    net_g, net_d = dcgan.Generator(config), dcgan.Discriminator(config)
     assert layer_shapes(net_g, torch.randn(2, 8)) == g_shapes
     assert layer_shapes(net_d, torch.randn(2, 1, size, size)) == d_shapes
 
 
 def test_generator_range_and_one_logit_per_image():
     config = tiny_config(image_size=32)
-    images = gan.Generator(config)(torch.randn(5, 8) * 10)
+    images = dcgan.Generator(config)(torch.randn(5, 8) * 10)
     assert images.shape == (5, 1, 32, 32) and images.min() >= -1 and images.max() <= 1
-    logits = gan.Discriminator(config)(images)
+    logits = dcgan.Discriminator(config)(images)
     assert logits.shape == (5,)
-    assert not isinstance(gan.Discriminator(config).net[-1], torch.nn.Sigmoid)
+    assert not isinstance(dcgan.Discriminator(config).net[-1], torch.nn.Sigmoid)
 
 
 def test_bad_inputs_raise_clear_errors():
     config = tiny_config(image_size=32)
     with pytest.raises(ValueError, match="pad 28x28"):
-        gan.Discriminator(config)(torch.randn(2, 1, 28, 28))
+        dcgan.Discriminator(config)(torch.randn(2, 1, 28, 28))
     with pytest.raises(ValueError, match=r"z must be \(B, 8\)"):
-        gan.Generator(config)(torch.randn(2, 9))
+        dcgan.Generator(config)(torch.randn(2, 9))
     with pytest.raises(ValueError, match="image_size must be one of"):
         gan.DCGANConfig(image_size=48)
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
@@ -88,8 +88,8 @@ def test_prepare_mnist_ranges_and_padding():
 
 def test_dcgan_init_statistics():
     torch.manual_seed(0)
-    net = gan.Generator(gan.DCGANConfig(image_size=32, g_channels=32))
-    net.apply(gan.dcgan_init)
+    net = dcgan.Generator(gan.DCGANConfig(image_size=32, g_channels=32))
+    net.apply(dcgan.dcgan_init)
     conv = net.net[1][0].weight
     bn = net.net[1][1].weight
     assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
@@ -260,7 +260,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
 
 def test_sample_is_reproducible_and_in_eval_mode():
-    net_g = gan.Generator(tiny_config())
+    net_g = dcgan.Generator(tiny_config())
     net_g.train()
     a = gan.sample(net_g, 4, generator=torch.Generator().manual_seed(1))
     b = gan.sample(net_g, 4, generator=torch.Generator().manual_seed(1))
@@ -292,8 +292,8 @@ def test_interpolation_endpoints_and_norm():
 
 def test_inversion_reduces_reconstruction_error():
     torch.manual_seed(0)
-    net_g = gan.Generator(tiny_config())
-    net_g.apply(gan.dcgan_init)
+    net_g = dcgan.Generator(tiny_config())
+    net_g.apply(dcgan.dcgan_init)
     before = [p.clone() for p in net_g.parameters()]
     target = gan.sample(net_g, z=torch.randn(2, 8))
     result = gan_edit.invert(net_g, target, num_steps=40, lr=0.1, num_starts=4,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .. import gan
 from ..bench import BenchContext, Row, timed
 from ..data import load_mnist
+from ..dcgan import Generator
 from ..runtime import checkpoint_path, seed_everything
 from ..train import Budget
 
@@ -26,7 +27,7 @@ def _train(ctx: BenchContext) -> gan.GANResult:
     return gan.train_gan(config, images, budget=budget, device=ctx.device, generator=generator)
 
 
-def _sampling_rate(net_g: gan.Generator, n: int = 5000) -> float:
+def _sampling_rate(net_g: Generator, n: int = 5000) -> float:
     """Images per second drawn by G in eval mode (one warm-up batch first)."""
     gan.sample(net_g, 500)
     _, seconds = timed(lambda: gan.sample(net_g, n), next(net_g.parameters()).device)
