@@ -11,7 +11,6 @@ The networks live in `course_lib.dcgan`, latent interpolation and GAN inversion 
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,7 +144,7 @@ class GANResult:
     scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("cpu", enabled=False))  # float16 only
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
-    step: int = 0
+    steps: int = 0
     seconds: float = 0.0  # training time over all runs (resumed runs add up)
     images_seen: int = 0
 
@@ -204,7 +203,7 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
     scaler.update()
     net_d.requires_grad_(True)
     if run.ema is not None:
-        run.ema.update(net_g, run.step)
+        run.ema.update(net_g, run.steps)
     d_real, d_fake = real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()
     return torch.stack([loss_d, loss_g, d_real, d_fake]).detach()
 
@@ -212,14 +211,14 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
 def _snapshot(run: GANResult) -> None:
     """Keep G(fixed_noise) at this step for the training monitor (uint8 on the CPU: small)."""
     images = sample(run.sampler, z=run.fixed_noise)
-    run.snapshots.append((run.step, _to_uint8(images)))
+    run.snapshots.append((run.steps, _to_uint8(images)))
 
 
 def _log(run: GANResult, stats: torch.Tensor, bar) -> None:
     """Check the losses are finite (else stop), then append them to the history."""
     loss_d, loss_g, d_real, d_fake = stats.tolist()
-    check_finite(run.step, loss_d=loss_d, loss_g=loss_g)
-    for key, value in zip(HISTORY_KEYS, (run.step, run.seconds, loss_d, loss_g, d_real, d_fake)):
+    check_finite(run.steps, loss_d=loss_d, loss_g=loss_g)
+    for key, value in zip(HISTORY_KEYS, (run.steps, run.seconds, loss_d, loss_g, d_real, d_fake)):
         run.history[key].append(value)
     bar.set_postfix(loss_d=f"{loss_d:.3f}", loss_g=f"{loss_g:.3f}", D_x=f"{d_real:.2f}", D_G_z=f"{d_fake:.2f}")
 
@@ -255,7 +254,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
         index = torch.randint(len(data), (config.batch_size,), generator=generator).to(device)
         z = torch.randn(config.batch_size, config.latent_dim, generator=generator).to(device)
         stats = train_step(run, data[index], z)
-        run.step, calls, run.images_seen = run.step + 1, calls + 1, run.images_seen + config.batch_size
+        run.steps, calls, run.images_seen = run.steps + 1, calls + 1, run.images_seen + config.batch_size
         run.seconds = start_seconds + budget.elapsed
         bar.update(1)
         if calls % log_every == 0 or calls == 1:
@@ -267,7 +266,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
                 save_gan(checkpoint, run)
                 last_save = budget.elapsed
     bar.close()
-    if calls and run.history["step"][-1:] != [run.step]:
+    if calls and run.history["step"][-1:] != [run.steps]:
         _log(run, stats, bar)
     _check_weights(run)
     if run.ema is not None:
@@ -282,7 +281,7 @@ def _check_weights(run: GANResult) -> None:
     """A finite loss can still be followed by a step that made weights NaN: never save those."""
     for name, net in (("G", run.net_g), ("D", run.net_d)):
         if not all(torch.isfinite(p).all() for p in net.parameters()):
-            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.step}: training stopped. Lower "
+            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.steps}: training stopped. Lower "
                                    f"the learning rates; the last good checkpoint (if any) was kept.")
 
 
@@ -356,7 +355,7 @@ def save_gan(path: str | Path, run: GANResult, *, optimizers: bool = True, **ext
         state["ema"] = cpu(run.ema.model.state_dict())
     snapshots = {"steps": [s for s, _ in run.snapshots],
                  "images": torch.stack([images for _, images in run.snapshots]) if run.snapshots else None}
-    return save_checkpoint(path, kind=GAN_KIND, config=run.config, state=state, step=run.step,
+    return save_checkpoint(path, kind=GAN_KIND, config=run.config, state=state, step=run.steps,
                            seconds=run.seconds, images_seen=run.images_seen, history=run.history,
                            fixed_noise=run.fixed_noise.cpu(), snapshots=snapshots, **extra)
 
@@ -386,7 +385,7 @@ def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResu
     run.history = {k: list(v) for k, v in ckpt["history"].items()}
     images = ckpt["snapshots"]["images"]
     run.snapshots = list(zip(ckpt["snapshots"]["steps"], images)) if images is not None else []
-    run.step, run.seconds, run.images_seen = ckpt["step"], ckpt["seconds"], ckpt["images_seen"]
+    run.steps, run.seconds, run.images_seen = ckpt["step"], ckpt["seconds"], ckpt["images_seen"]  # file key "step"
     return run
 
 

@@ -138,7 +138,7 @@ def test_short_seeded_training_lowers_the_loss_and_is_reproducible(monkeypatch):
     run = train()
     loss_d = run.history["loss_d"]
     assert sum(loss_d[-5:]) / 5 < loss_d[0] < 2 * math.log(2) + 0.1  # D learns to tell bars from noise
-    assert run.step == 30 and run.images_seen == 30 * 8
+    assert run.steps == 30 and run.images_seen == 30 * 8
     assert set(run.history) == {"step", "seconds", "loss_d", "loss_g", "d_real", "d_fake"}
     assert all(0 <= p <= 1 for p in run.history["d_real"] + run.history["d_fake"])
     assert len(run.snapshots) >= 2 and run.snapshots[0][0] == 0 and run.snapshots[-1][0] == 30
@@ -204,7 +204,7 @@ def test_float16_checkpoint_keeps_the_loss_scale_and_resumes(tmp_path, monkeypat
     gan.save_gan(path, run)
     loaded = gan.load_gan(path)
     assert loaded.scaler.is_enabled() and loaded.scaler.get_scale() == 1024.0
-    assert gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=1), resume=loaded).step == 3
+    assert gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=1), resume=loaded).steps == 3
 
 
 def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
@@ -214,18 +214,18 @@ def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
     run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), checkpoint=path,
                         generator=torch.Generator().manual_seed(0))
     loaded = gan.load_gan(path)
-    assert loaded.config == run.config and loaded.step == 4 and loaded.history == run.history
+    assert loaded.config == run.config and loaded.steps == 4 and loaded.history == run.history
     z = torch.randn(3, 8)
     torch.testing.assert_close(gan.sample(loaded.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
     torch.testing.assert_close(loaded.fixed_noise, run.fixed_noise)
     more = gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=2), resume=path, checkpoint=path)
-    assert more.step == 6 and gan.load_gan(path).step == 6
+    assert more.steps == 6 and gan.load_gan(path).steps == 6
     assert more.history["step"][-1] == 6 and more.seconds >= run.seconds
     slim = gan.save_gan(tmp_path / "slim.pt", run, optimizers=False)  # shipped checkpoints: no Adam moments
     assert slim.stat().st_size < 0.8 * path.stat().st_size
     from_slim = gan.load_gan(slim)
     torch.testing.assert_close(gan.sample(from_slim.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
-    assert gan.train_gan(from_slim.config, tiny_digits(), budget=Budget(max_steps=1), resume=slim).step == 5
+    assert gan.train_gan(from_slim.config, tiny_digits(), budget=Budget(max_steps=1), resume=slim).steps == 5
 
 
 def test_wrong_kind_or_config_fails_clearly(tmp_path, monkeypatch):
@@ -256,7 +256,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     with pytest.raises(TrainingDiverged, match="loss_d became nan at step 4"):
         gan.train_gan(tiny_config(), broken, budget=Budget(max_steps=20), resume=path, checkpoint=path,
                       checkpoint_every=0.0)
-    assert path.read_bytes() == before and gan.load_gan(path).step == 3
+    assert path.read_bytes() == before and gan.load_gan(path).steps == 3
 
 
 def test_sample_is_reproducible_and_in_eval_mode():
@@ -415,4 +415,4 @@ def test_shipped_checkpoint_loads_as_a_run():
     if not path.is_file():
         pytest.skip("shipped checkpoint gan_mnist.pt missing")
     run = gan.load_gan(path)
-    assert isinstance(run, gan.GANResult) and run.step > 0 and run.seconds > 0 and run.history["step"]
+    assert isinstance(run, gan.GANResult) and run.steps > 0 and run.seconds > 0 and run.history["step"]

@@ -45,12 +45,12 @@ def run(ctx: BenchContext) -> list[Row]:
     result = _train(ctx)
     seconds, n = ctx.profile.gan_seconds, ctx.profile.judge_samples
     widths = f"nz {result.config.latent_dim}, ngf {result.config.g_channels}, ndf {result.config.d_channels}"
-    rows = [Row("gan", f"training: steps in {seconds:g} s (gan.default_config: {widths}, seed 0)", result.step, "steps"),
+    rows = [Row("gan", f"training: steps in {seconds:g} s (gan.default_config: {widths}, seed 0)", result.steps, "steps"),
             Row("gan", "training throughput", result.images_per_second, "images/s"),
             Row("gan", "sampling throughput (eval mode, batch 500)", _sampling_rate(result.sampler), "images/s")]
     rows += _judged(f"after {seconds:g} s of {ctx.profile.name} training", gan.evaluate(result.sampler, n=n, seed=0))
     path = checkpoint_path("gan_mnist.pt")
     if path.is_file():
         shipped = gan.load_gan(path, device=ctx.device)
-        rows += _judged(f"shipped {path.name} ({shipped.step} steps)", gan.evaluate(shipped.sampler, n=n, seed=0))
+        rows += _judged(f"shipped {path.name} ({shipped.steps} steps)", gan.evaluate(shipped.sampler, n=n, seed=0))
     return rows
