@@ -15,23 +15,23 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t >= 0.3
-from .runtime import autocast, check_choice, grad_scaler, progress
+from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
 from .sampling import AutoGuidance, sample
-from .schedulers import BETA_SCHEDULES, PREDICTIONS, make_scheduler, predict_eps, snr
+from .schedulers import BETA_SCHEDULES, PREDICTIONS, predict_eps, scheduler_for, snr
 from .train import EMA, Budget, check_finite, load_checkpoint, save_checkpoint
 from .unet import UNet
 
 __all__ = [
     "DiffusionConfig", "recipe", "build_model", "to_model_range", "diffusion_loss", "loss_weight", "timestep_weights",
-    "empirical_posterior_x0", "drop_labels", "autoguided", "TrainResult", "train_diffusion", "save_diffusion",
-    "load_diffusion", "scheduler_for", "evaluate", "digit_labels", "resume_from",
+    "empirical_posterior_x0", "drop_labels", "autoguided", "DiffusionResult", "train_diffusion", "save_diffusion",
+    "load_diffusion", "evaluate", "digit_labels", "resume_from",
 ]
 
 CHECKPOINT_KIND = "diffusion"
@@ -118,12 +118,6 @@ def build_model(config: DiffusionConfig) -> UNet:
     return UNet(in_channels=1, base_channels=config.base_channels, channel_mults=config.channel_mults,
                 num_res_blocks=config.num_res_blocks, attention_levels=config.attention_levels,
                 num_classes=config.num_classes, dropout=config.dropout, patch_size=config.patch_size)
-
-
-def scheduler_for(config: DiffusionConfig, sampler: str = "ddim", *, eta: float = 0.0, clip_sample: bool = True):
-    """A DDPM or DDIM scheduler with the model's schedule and prediction type."""
-    return make_scheduler(sampler, config.num_train_timesteps, config.beta_schedule,
-                          prediction=config.prediction, eta=eta, clip_sample=clip_sample)
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
@@ -224,9 +218,10 @@ def drop_labels(labels: torch.Tensor, p: float, null_label: int, generator: torc
 
 # ---------------------------------------------------------------- training
 @dataclass
-class TrainResult:
-    """What `train_diffusion` returns: the trained model, its EMA copy (sample from this one), the loss curve and
-    `weak_model`, the EMA model as it was after `config.weak_model_at` of the budget (for `AutoGuidance`)."""
+class DiffusionResult:
+    """What `train_diffusion` returns (and `load_diffusion` restores): the trained model, its EMA copy (sample
+    from this one), the loss curve and `weak_model`, the EMA model as it was after `config.weak_model_at` of
+    the budget (for `AutoGuidance`). A checkpoint keeps only the EMA weights: loaded, `model` starts from them."""
 
     model: UNet
     ema_model: UNet
@@ -260,9 +255,9 @@ def _lr_at(config: DiffusionConfig, step: int, fraction: float) -> float:
 
 def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch.Tensor | None = None, *,
                     budget: Budget, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
-                    resume: TrainResult | None = None, checkpoint: str | Path | None = None,
+                    resume: DiffusionResult | str | Path | None = None, checkpoint: str | Path | None = None,
                     checkpoint_every: float = 60.0, log_every: int = 10, callback=None,
-                    disable_progress: bool | None = None) -> TrainResult:
+                    progress: bool = True) -> DiffusionResult:
     """Train a diffusion U-Net on `images` (N, 1, H, W) in [0, 1] (and `labels` (N,) if conditional).
 
     Each step: a random batch, (labels dropped to the null label with p = label_dropout), `diffusion_loss`,
@@ -270,22 +265,25 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     scales the loss (`runtime.grad_scaler`, fresh on resume, as Adam's moments are). Stops at the budget or raises
     `TrainingDiverged` on a NaN loss. With `checkpoint`, writes the EMA model atomically every
     `checkpoint_every` seconds and at the end. `callback(step, loss, result)` is called every `log_every`
-    steps (a notebook's live loss curve). `resume` continues a previous result's model, EMA and history.
+    steps (a notebook's live loss curve). `resume` (a DiffusionResult or a checkpoint path) continues a previous
+    run's model, EMA and history.
     """
     if config.conditional and labels is None:
         raise ValueError("a class-conditional config (num_classes set) needs labels: pass labels=data.labels")
     device = torch.device(device)
     data = to_model_range(images).to(device)  # (N, 1, H, W) in [-1, 1]
     labels = labels.to(device) if (labels is not None and config.conditional) else None
-    result = resume or TrainResult(build_model(config), build_model(config), config)
-    model = result.model.to(device).train()
+    if isinstance(resume, (str, Path)):
+        resume = load_diffusion(resume, device=device)
+    result = resume or DiffusionResult(build_model(config), build_model(config), config)
+    model = result.model.to(device).train().requires_grad_(True)
     ema = EMA(model, decay=config.ema_decay)
     if resume is not None:
         ema.model.load_state_dict(resume.ema_model.state_dict())
     scheduler = scheduler_for(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = grad_scaler(device, config.mixed_precision)
-    bar = progress(total=budget.total, desc="diffusion", disable=disable_progress)
+    bar = progress_bar(total=budget.total, desc="diffusion", disable=None if progress else True)
     step, last_save = 0, time.perf_counter()
     while not budget.done(step):
         for group in optimizer.param_groups:
@@ -300,15 +298,14 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
             check_finite(result.steps + step, loss=loss)
             _log(result, result.steps + step, loss, budget.elapsed + result.seconds, bar, callback)
         if checkpoint is not None and time.perf_counter() - last_save > checkpoint_every:
-            save_diffusion(checkpoint, ema.model, config, weak_model=result.weak_model, steps=result.steps + step,
-                           seconds=result.seconds + budget.elapsed, history=result.history)
+            save_diffusion(checkpoint, replace(result, ema_model=ema.model, steps=result.steps + step,
+                                               seconds=result.seconds + budget.elapsed))
             last_save = time.perf_counter()
         bar.update(1)
     bar.close()
     result.ema_model, result.steps, result.seconds = ema.model, result.steps + step, result.seconds + budget.elapsed
     if checkpoint is not None:
-        save_diffusion(checkpoint, result.ema_model, config, weak_model=result.weak_model, steps=result.steps,
-                       seconds=result.seconds, history=result.history)
+        save_diffusion(checkpoint, result)
     return result
 
 
@@ -329,7 +326,7 @@ def _train_step(model, optimizer, scaler, data, labels, scheduler, config, gener
     return loss.item()
 
 
-def _log(result: TrainResult, step: int, loss: float, seconds: float, bar, callback) -> None:
+def _log(result: DiffusionResult, step: int, loss: float, seconds: float, bar, callback) -> None:
     result.history["step"].append(step)
     result.history["loss"].append(loss)
     result.history["seconds"].append(round(seconds, 2))
@@ -339,22 +336,22 @@ def _log(result: TrainResult, step: int, loss: float, seconds: float, bar, callb
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_diffusion(path: str | Path, model: UNet, config: DiffusionConfig, *, weak_model: UNet | None = None,
-                   **extra) -> Path:
-    """Write the (EMA) model's weights and config atomically (kind "diffusion"), with the weak model of
-    autoguidance when given; `extra` adds entries (steps, seconds, history, ...)."""
+def save_diffusion(path: str | Path, run: DiffusionResult, **extra) -> Path:
+    """Write the run's EMA weights, config, steps, seconds and history atomically (kind "diffusion"), with the
+    weak model of autoguidance when it has one; `extra` adds entries."""
     def cpu(net: UNet) -> dict:
         return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
-    if weak_model is not None:
-        extra["weak_state"] = cpu(weak_model)
-    return save_checkpoint(path, kind=CHECKPOINT_KIND, config=config, state=cpu(model), **extra)
+    if run.weak_model is not None:
+        extra["weak_state"] = cpu(run.weak_model)
+    return save_checkpoint(path, kind=CHECKPOINT_KIND, config=run.config, state=cpu(run.ema_model), steps=run.steps,
+                           seconds=run.seconds, history=run.history, **extra)
 
 
-def load_diffusion(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[UNet, DiffusionConfig, dict]:
-    """(model in eval mode on `device`, config, the checkpoint's other entries). `info["weak_model"]` is the weak
-    model for `AutoGuidance` (None if the checkpoint has none). Fails clearly on another kind of checkpoint or a
-    config this library does not know."""
+def load_diffusion(path: str | Path, *, device: torch.device | str = "cpu") -> DiffusionResult:
+    """Rebuild a run from `save_diffusion`'s checkpoint on `device`, its models in eval mode: sample with
+    `.ema_model`; `.weak_model` is None if the checkpoint has none; `train_diffusion(..., resume=run)` continues
+    it (with a fresh optimizer). Fails clearly on another kind of checkpoint or a config this library does not know."""
     ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, config_cls=DiffusionConfig)
     config = ckpt["config"]
 
@@ -366,9 +363,10 @@ def load_diffusion(path: str | Path, *, device: torch.device | str = "cpu") -> t
             raise ValueError(f"{path}: weights do not fit the model its config describes ({e})") from e
         return model.to(device).eval().requires_grad_(False)
 
-    info = {k: v for k, v in ckpt.items() if k not in ("state", "config", "weak_state")}
-    info["weak_model"] = build(ckpt["weak_state"]) if "weak_state" in ckpt else None
-    return build(ckpt["state"]), config, info
+    history = ckpt.get("history") or {"step": [], "loss": [], "seconds": []}
+    weak_model = build(ckpt["weak_state"]) if "weak_state" in ckpt else None
+    return DiffusionResult(build(ckpt["state"]), build(ckpt["state"]), config, history, int(ckpt.get("steps", 0)),
+                           float(ckpt.get("seconds", 0.0)), weak_model=weak_model)
 
 
 # ---------------------------------------------------------------- judging and resuming
@@ -408,13 +406,10 @@ def digit_labels(labels, n: int) -> torch.Tensor | None:
     return None if labels is None else torch.as_tensor(labels).expand(n)
 
 
-def resume_from(path: str | Path, config: DiffusionConfig) -> TrainResult:
+def resume_from(path: str | Path, config: DiffusionConfig) -> DiffusionResult:
     """Continue from a checkpoint's (EMA) weights with a fresh optimizer; its config must match the request."""
-    model, stored, info = load_diffusion(path)
-    if stored.conditional != config.conditional:
-        raise ValueError(f"{path} is {'a conditional' if stored.conditional else 'an unconditional'} model: "
-                         f"{'add' if stored.conditional else 'drop'} --conditional to resume it")
-    history = info.get("history") or {"step": [], "loss": [], "seconds": []}
-    model.train().requires_grad_(True)
-    return TrainResult(model, copy.deepcopy(model), stored, history, int(info.get("steps", 0)),
-                       float(info.get("seconds", 0.0)), weak_model=info["weak_model"])
+    run = load_diffusion(path)
+    if run.config.conditional != config.conditional:
+        raise ValueError(f"{path} is {'a conditional' if run.config.conditional else 'an unconditional'} model: "
+                         f"{'add' if run.config.conditional else 'drop'} --conditional to resume it")
+    return run

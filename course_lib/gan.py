@@ -1,4 +1,4 @@
-"""DCGAN (Radford et al. 2016) on MNIST: the models, the losses and the training loop.
+"""DCGAN (Radford et al. 2016) on MNIST: the config, the losses and the training loop.
 
 The game (Goodfellow et al. 2014): a generator G maps noise z ~ N(0, I) to an image; a discriminator D maps an
 image to one logit, the log-odds that the image is real. D learns to tell real from fake, G learns to fool D.
@@ -6,11 +6,11 @@ image to one logit, the log-odds that the image is real. D learns to tell real f
 Everything here works on logits, never on probabilities: D has no final Sigmoid, and the losses use
 softplus(u) = log(1 + e^u) = -log sigmoid(-u), which is exact and stable where log(sigmoid(u)) underflows.
 
-Latent interpolation and GAN inversion live in `course_lib.gan_edit`; the 2-D toy GAN in `course_lib.gan_toy`.
+The networks live in `course_lib.dcgan`, latent interpolation and GAN inversion in `course_lib.gan_edit`, the
+2-D toy GAN in `course_lib.gan_toy`.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import autocast, cpu_has_bf16, grad_scaler, progress
+from .dcgan import Discriminator, Generator, dcgan_init
+from .runtime import autocast, cpu_has_bf16, grad_scaler, progress as progress_bar
 from .train import EMA, Budget, CheckpointError, TrainingDiverged, check_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "DCGANConfig", "default_config", "FP32_CPU_WIDTHS", "Generator", "Discriminator", "layer_shapes", "dcgan_init",
-    "discriminator_loss", "generator_loss", "minimax_generator_loss", "prepare_mnist",
+    "DCGANConfig", "default_config", "FP32_CPU_WIDTHS", "discriminator_loss", "generator_loss",
+    "minimax_generator_loss", "prepare_mnist",
     "GANResult", "build_gan", "train_step", "train_gan", "sample", "recalibrate_batchnorm",
     "save_gan", "load_gan", "evaluate", "GAN_KIND",
 ]
@@ -76,126 +77,6 @@ def default_config(device: torch.device | str = "cpu", **overrides) -> DCGANConf
     device = torch.device(device)
     widths = FP32_CPU_WIDTHS if device.type == "cpu" and not cpu_has_bf16() else {}
     return DCGANConfig(**{**widths, **overrides})
-
-
-# ---------------------------------------------------------------- the models
-def _project(latent_dim: int, channels: int, size: int) -> nn.Sequential:
-    """z as a 1x1 image -> a (channels, size, size) map: a transposed conv whose kernel covers the output."""
-    return nn.Sequential(nn.ConvTranspose2d(latent_dim, channels, size, 1, 0, bias=False),
-                         nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
-
-
-def _up(c_in: int, c_out: int) -> nn.Sequential:
-    """Double the size: ConvTranspose(k=4, s=2, p=1) gives H_out = (H - 1) * 2 - 2 + 4 = 2H."""
-    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-def _to_image(c_in: int, c_image: int) -> nn.Sequential:
-    """The last doubling, to pixels in [-1, 1]: no BatchNorm on G's output (Radford et al. 2016)."""
-    return nn.Sequential(nn.ConvTranspose2d(c_in, c_image, 4, 2, 1, bias=False), nn.Tanh())
-
-
-def _down(c_in: int, c_out: int, *, norm: bool = True) -> nn.Sequential:
-    """Halve the size: Conv(k=4, s=2, p=1) gives H_out = floor((H + 2 - 4) / 2) + 1 = H / 2."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm),
-                         nn.BatchNorm2d(c_out) if norm else nn.Identity(), nn.LeakyReLU(0.2, inplace=True))
-
-
-def _to_logit(c_in: int, size: int) -> nn.Sequential:
-    """A conv whose kernel covers the whole (size x size) map: one logit per image, no Sigmoid."""
-    return nn.Sequential(nn.Conv2d(c_in, 1, size, 1, 0), nn.Flatten(0))  # (B, 1, 1, 1) -> (B,)
-
-
-class Generator(nn.Module):
-    """z (B, latent_dim) -> images (B, C, S, S) in [-1, 1]; ngf = g_channels, C = image_channels."""
-
-    def __init__(self, config: DCGANConfig):
-        super().__init__()
-        self.config = config
-        nz, ngf, c = config.latent_dim, config.g_channels, config.image_channels
-        if config.image_size == 28:
-            layers = [_project(nz, 2 * ngf, 7),  # (B, nz, 1, 1) -> (B, 2ngf, 7, 7)
-                      _up(2 * ngf, ngf),  # -> (B, ngf, 14, 14)
-                      _to_image(ngf, c)]  # -> (B, C, 28, 28)
-        elif config.image_size == 32:
-            layers = [_project(nz, 4 * ngf, 4),  # (B, nz, 1, 1) -> (B, 4ngf, 4, 4)
-                      _up(4 * ngf, 2 * ngf),  # -> (B, 2ngf, 8, 8)
-                      _up(2 * ngf, ngf),  # -> (B, ngf, 16, 16)
-                      _to_image(ngf, c)]  # -> (B, C, 32, 32)
-        else:  # 64
-            layers = [_project(nz, 8 * ngf, 4),  # (B, nz, 1, 1) -> (B, 8ngf, 4, 4)
-                      _up(8 * ngf, 4 * ngf),  # -> (B, 4ngf, 8, 8)
-                      _up(4 * ngf, 2 * ngf),  # -> (B, 2ngf, 16, 16)
-                      _up(2 * ngf, ngf),  # -> (B, ngf, 32, 32)
-                      _to_image(ngf, c)]  # -> (B, C, 64, 64)
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"z must be (B, {self.config.latent_dim}), got {tuple(z.shape)}")
-        return self.net(z[:, :, None, None])  # (B, nz) -> (B, nz, 1, 1) -> (B, C, S, S)
-
-
-class Discriminator(nn.Module):
-    """images (B, C, S, S) in [-1, 1] -> logits (B,): one real-vs-fake score per image; ndf = d_channels."""
-
-    def __init__(self, config: DCGANConfig):
-        super().__init__()
-        self.config = config
-        ndf, c = config.d_channels, config.image_channels
-        if config.image_size == 28:
-            layers = [_down(c, ndf, norm=False),  # (B, C, 28, 28) -> (B, ndf, 14, 14); no BN on D's input
-                      _down(ndf, 2 * ndf),  # -> (B, 2ndf, 7, 7)
-                      _to_logit(2 * ndf, 7)]  # -> (B,)
-        elif config.image_size == 32:
-            layers = [_down(c, ndf, norm=False),  # (B, C, 32, 32) -> (B, ndf, 16, 16)
-                      _down(ndf, 2 * ndf),  # -> (B, 2ndf, 8, 8)
-                      _down(2 * ndf, 4 * ndf),  # -> (B, 4ndf, 4, 4)
-                      _to_logit(4 * ndf, 4)]  # -> (B,)
-        else:  # 64
-            layers = [_down(c, ndf, norm=False),  # (B, C, 64, 64) -> (B, ndf, 32, 32)
-                      _down(ndf, 2 * ndf),  # -> (B, 2ndf, 16, 16)
-                      _down(2 * ndf, 4 * ndf),  # -> (B, 4ndf, 8, 8)
-                      _down(4 * ndf, 8 * ndf),  # -> (B, 8ndf, 4, 4)
-                      _to_logit(8 * ndf, 4)]  # -> (B,)
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size, c = self.config.image_size, self.config.image_channels
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, size, size):
-            raise ValueError(f"images must be (B, {c}, {size}, {size}), got {tuple(x.shape)}"
-                             + (" (pad 28x28 MNIST by 2 pixels: prepare_mnist does it)" if size == 32 else ""))
-        return self.net(x)
-
-
-@torch.no_grad()
-def layer_shapes(net: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """(layer, output shape) for each top-level layer of `net.net` (or of `net` if it is a Sequential) on
-    input x: the table to compare with the shape comments above (or to find a bug like the seed article's)."""
-    layers = net.net if hasattr(net, "net") else net
-    shapes: list[tuple[str, tuple[int, ...]]] = []
-    hooks = [layer.register_forward_hook(lambda module, args, out, name=name:
-                                         shapes.append((f"{name}: {type(module).__name__}", tuple(out.shape))))
-             for name, layer in layers.named_children()]
-    try:
-        net(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return shapes
-
-
-def dcgan_init(module: nn.Module) -> None:
-    """Radford et al. 2016: conv weights ~ N(0, 0.02); BatchNorm scale ~ N(1, 0.02), shift 0.
-    Use as `net.apply(dcgan_init)`."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
 
 
 # ---------------------------------------------------------------- the losses
@@ -263,7 +144,7 @@ class GANResult:
     scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("cpu", enabled=False))  # float16 only
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
-    step: int = 0
+    steps: int = 0
     seconds: float = 0.0  # training time over all runs (resumed runs add up)
     images_seen: int = 0
 
@@ -322,7 +203,7 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
     scaler.update()
     net_d.requires_grad_(True)
     if run.ema is not None:
-        run.ema.update(net_g, run.step)
+        run.ema.update(net_g, run.steps)
     d_real, d_fake = real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()
     return torch.stack([loss_d, loss_g, d_real, d_fake]).detach()
 
@@ -330,14 +211,14 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
 def _snapshot(run: GANResult) -> None:
     """Keep G(fixed_noise) at this step for the training monitor (uint8 on the CPU: small)."""
     images = sample(run.sampler, z=run.fixed_noise)
-    run.snapshots.append((run.step, _to_uint8(images)))
+    run.snapshots.append((run.steps, _to_uint8(images)))
 
 
 def _log(run: GANResult, stats: torch.Tensor, bar) -> None:
     """Check the losses are finite (else stop), then append them to the history."""
     loss_d, loss_g, d_real, d_fake = stats.tolist()
-    check_finite(run.step, loss_d=loss_d, loss_g=loss_g)
-    for key, value in zip(HISTORY_KEYS, (run.step, run.seconds, loss_d, loss_g, d_real, d_fake)):
+    check_finite(run.steps, loss_d=loss_d, loss_g=loss_g)
+    for key, value in zip(HISTORY_KEYS, (run.steps, run.seconds, loss_d, loss_g, d_real, d_fake)):
         run.history[key].append(value)
     bar.set_postfix(loss_d=f"{loss_d:.3f}", loss_g=f"{loss_g:.3f}", D_x=f"{d_real:.2f}", D_G_z=f"{d_fake:.2f}")
 
@@ -346,7 +227,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
               device: torch.device | str | None = None, generator: torch.Generator | None = None,
               resume: GANResult | str | Path | None = None, checkpoint: str | Path | None = None,
               checkpoint_every: float = 60.0, log_every: int = 10, num_snapshots: int = 16,
-              callback=None, show_progress: bool = True) -> GANResult:
+              callback=None, progress: bool = True) -> GANResult:
     """Train a DCGAN on `images` (N, C, S, S) in [-1, 1] (see `prepare_mnist`) within `budget`.
 
     Batches are random indices into the one data tensor (no DataLoader: on a CPU it costs more than the model).
@@ -363,7 +244,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
                          f"in [-1, 1], got {tuple(data.shape)}: use prepare_mnist(images, {config.image_size})")
     run.net_g.train()
     run.net_d.train()
-    bar = progress(total=budget.total, desc="DCGAN", disable=None if show_progress else True)
+    bar = progress_bar(total=budget.total, desc="DCGAN", disable=None if progress else True)
     next_snapshot, last_save, start_seconds, calls = 0, 0.0, run.seconds, 0
     budget.start()
     while not budget.done(calls):
@@ -373,7 +254,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
         index = torch.randint(len(data), (config.batch_size,), generator=generator).to(device)
         z = torch.randn(config.batch_size, config.latent_dim, generator=generator).to(device)
         stats = train_step(run, data[index], z)
-        run.step, calls, run.images_seen = run.step + 1, calls + 1, run.images_seen + config.batch_size
+        run.steps, calls, run.images_seen = run.steps + 1, calls + 1, run.images_seen + config.batch_size
         run.seconds = start_seconds + budget.elapsed
         bar.update(1)
         if calls % log_every == 0 or calls == 1:
@@ -385,7 +266,7 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
                 save_gan(checkpoint, run)
                 last_save = budget.elapsed
     bar.close()
-    if calls and run.history["step"][-1:] != [run.step]:
+    if calls and run.history["step"][-1:] != [run.steps]:
         _log(run, stats, bar)
     _check_weights(run)
     if run.ema is not None:
@@ -400,7 +281,7 @@ def _check_weights(run: GANResult) -> None:
     """A finite loss can still be followed by a step that made weights NaN: never save those."""
     for name, net in (("G", run.net_g), ("D", run.net_d)):
         if not all(torch.isfinite(p).all() for p in net.parameters()):
-            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.step}: training stopped. Lower "
+            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.steps}: training stopped. Lower "
                                    f"the learning rates; the last good checkpoint (if any) was kept.")
 
 
@@ -474,7 +355,7 @@ def save_gan(path: str | Path, run: GANResult, *, optimizers: bool = True, **ext
         state["ema"] = cpu(run.ema.model.state_dict())
     snapshots = {"steps": [s for s, _ in run.snapshots],
                  "images": torch.stack([images for _, images in run.snapshots]) if run.snapshots else None}
-    return save_checkpoint(path, kind=GAN_KIND, config=run.config, state=state, step=run.step,
+    return save_checkpoint(path, kind=GAN_KIND, config=run.config, state=state, step=run.steps,
                            seconds=run.seconds, images_seen=run.images_seen, history=run.history,
                            fixed_noise=run.fixed_noise.cpu(), snapshots=snapshots, **extra)
 
@@ -504,7 +385,7 @@ def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResu
     run.history = {k: list(v) for k, v in ckpt["history"].items()}
     images = ckpt["snapshots"]["images"]
     run.snapshots = list(zip(ckpt["snapshots"]["steps"], images)) if images is not None else []
-    run.step, run.seconds, run.images_seen = ckpt["step"], ckpt["seconds"], ckpt["images_seen"]
+    run.steps, run.seconds, run.images_seen = ckpt["step"], ckpt["seconds"], ckpt["images_seen"]  # file key "step"
     return run
 
 

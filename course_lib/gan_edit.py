@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .gan import Generator, sample
-from .runtime import check_choice
+from .dcgan import Generator
+from .gan import sample
+from .runtime import check_choice, progress as progress_bar
 
 __all__ = ["lerp", "slerp", "interpolate", "Inversion", "invert", "morph"]
 
@@ -80,13 +81,12 @@ def _inversion_loss(net_g: Generator, z: torch.Tensor, target: torch.Tensor, pri
 
 def invert(net_g: Generator, target: torch.Tensor, *, num_steps: int = 200, lr: float = 0.05,
            num_starts: int = 8, prior_weight: float = 1e-3, generator: torch.Generator | None = None,
-           show_progress: bool = False) -> Inversion:
+           progress: bool = False) -> Inversion:
     """Find z so that G(z) matches `target` (B, C, S, S) in [-1, 1]: Adam on z, G frozen and in eval mode.
 
     GAN inversion is non-convex, so `num_starts` random codes per image are optimized together and the best
     one is kept. G's weights are not changed (gradients are taken with respect to z only).
     """
-    from .runtime import progress
     config = net_g.config
     expected = (config.image_channels, config.image_size, config.image_size)
     if target.ndim != 4 or tuple(target.shape[1:]) != expected:
@@ -101,7 +101,7 @@ def invert(net_g: Generator, target: torch.Tensor, *, num_steps: int = 200, lr: 
     z = torch.randn(batch * num_starts, config.latent_dim, generator=generator).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     history = []
-    for _ in progress(range(num_steps), desc="inversion", disable=None if show_progress else True):
+    for _ in progress_bar(range(num_steps), desc="inversion", disable=None if progress else True):
         loss = _inversion_loss(net_g, z, goal, prior_weight)  # (B * K,)
         (grad,) = torch.autograd.grad(loss.sum(), z)  # z only: G's weights get no gradient
         z.grad = grad

@@ -113,7 +113,7 @@ def gan_rows(ctx: BenchContext, plan: ReportPlan, stages: dict) -> list[Row]:
     result = _measured(ctx, stages, "gan training", lambda: gan_bench._train(ctx))
     budget, c = f"{plan.gan_seconds:g} s", result.config
     rows = [Row("gan", f"training: steps in {budget} (nz {c.latent_dim}, ngf {c.g_channels}, ndf {c.d_channels})",
-                result.step, "steps"),
+                result.steps, "steps"),
             Row("gan", "training throughput", result.images_per_second, "images/s")]
 
     def judge() -> list[Row]:
@@ -125,7 +125,7 @@ def gan_rows(ctx: BenchContext, plan: ReportPlan, stages: dict) -> list[Row]:
     return rows + _stage_rows("gan", stages)
 
 
-def _train_diffusion(ctx: BenchContext, overrides: dict) -> D.TrainResult:
+def _train_diffusion(ctx: BenchContext, overrides: dict) -> D.DiffusionResult:
     """The full recipe, unconditional, seeded, within ctx.profile's diffusion budget (as benchmarks.diffusion)."""
     generator = seed_everything(0)
     data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .runtime import progress
+from .runtime import progress as progress_bar
 
 __all__ = ["guided_output", "AutoGuidance", "sample"]
 
@@ -41,7 +41,7 @@ class AutoGuidance(torch.nn.Module):
         out = out_weak + w (out_model - out_weak),
 
     the extrapolation of classifier-free guidance with the weak model in place of the unconditional one, so it
-    needs no labels. The weak model (here: the same network earlier in training, `TrainResult.weak_model`) makes
+    needs no labels. The weak model (here: the same network earlier in training, `DiffusionResult.weak_model`) makes
     the same kinds of mistakes as the good one, only more of them; stepping away from it removes them, where
     classifier-free guidance also pulls every sample towards the most typical digit of its class.
     w = 1 is the model alone, w = 0 the weak model.
@@ -101,7 +101,7 @@ def _check_labels(model: torch.nn.Module, labels, n: int, device) -> torch.Tenso
 def sample(model: torch.nn.Module, scheduler, *, n: int | None = None, num_steps: int = 50,
            labels=None, guidance: float | None = None, generator: torch.Generator | None = None,
            xt: torch.Tensor | None = None, image_size: int = 28, device=None, callback=None,
-           disable_progress: bool | None = True) -> torch.Tensor:
+           progress: bool = False) -> torch.Tensor:
     """The one sampling loop, for any scheduler (DDPM, DDIM):
 
         x_T ~ N(0, I); for t in scheduler.timesteps: out = model(x_t, t) (guided); x_t, x0_pred = scheduler.step(out, t, x_t)
@@ -118,7 +118,7 @@ def sample(model: torch.nn.Module, scheduler, *, n: int | None = None, num_steps
     labels = _check_labels(model, labels, xt.shape[0], device)
     scheduler.set_timesteps(num_steps)
     model.eval()
-    timesteps = progress(scheduler.timesteps, desc=type(scheduler).__name__, disable=disable_progress)
+    timesteps = progress_bar(scheduler.timesteps, desc=type(scheduler).__name__, disable=None if progress else True)
     xt = _denoise(model, scheduler, xt, timesteps, labels=labels, guidance=guidance, generator=generator,
                   callback=callback)
     return xt.clamp(-1, 1)

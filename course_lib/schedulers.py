@@ -24,7 +24,7 @@ from .runtime import check_choice
 __all__ = [
     "BETA_SCHEDULES", "PREDICTIONS", "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
     "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
-    "DDPMScheduler", "DDIMScheduler", "SAMPLERS", "make_scheduler",
+    "DDPMScheduler", "DDIMScheduler", "SAMPLERS", "scheduler_for",
 ]
 
 BETA_SCHEDULES = ("linear", "cosine")
@@ -223,13 +223,13 @@ class DDIMScheduler(_Scheduler):
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
 
 
-def make_scheduler(name: str, num_train_timesteps: int = 1000, beta_schedule: str = "cosine", *,
-                   prediction: str = "eps", eta: float = 0.0, clip_sample: bool = True) -> _Scheduler:
-    """DDPMScheduler or DDIMScheduler by name ("ddpm" | "ddim")."""
-    check_choice("sampler", name, SAMPLERS)
-    kwargs = dict(prediction=prediction, clip_sample=clip_sample)
-    if name == "ddim":
+def scheduler_for(config, sampler: str = "ddim", *, eta: float = 0.0, clip_sample: bool = True) -> _Scheduler:
+    """A DDPMScheduler or DDIMScheduler (sampler "ddpm" | "ddim") with the schedule and prediction type of
+    `config` (a DiffusionConfig: its num_train_timesteps, beta_schedule and prediction)."""
+    check_choice("sampler", sampler, SAMPLERS)
+    kwargs = dict(prediction=config.prediction, clip_sample=clip_sample)
+    if sampler == "ddim":
         kwargs["eta"] = eta
     elif eta != 0.0:
         raise ValueError("eta is a DDIM setting: use sampler 'ddim' (DDPM always adds its posterior noise)")
-    return SAMPLERS[name](num_train_timesteps, beta_schedule, **kwargs)
+    return SAMPLERS[sampler](config.num_train_timesteps, config.beta_schedule, **kwargs)

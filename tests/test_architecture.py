@@ -112,22 +112,9 @@ def test_modules_export_only_what_they_define():
     assert offenders == {}, f"__all__ names defined elsewhere (import them from their own module): {offenders}"
 
 
-KNOWN_LONG = {"course_lib.gan"}  # 521 lines: its training loop and checkpoints are to move out (one job per module)
-
-
-def _long_modules() -> dict[str, int]:
-    lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in MODULES.items()}
-    return {name: n for name, n in sorted(lengths.items()) if n > MAX_LINES}
-
-
-@pytest.mark.xfail(strict=True, reason=f"over {MAX_LINES} lines: {sorted(KNOWN_LONG)}")
 def test_no_module_is_over_450_lines():
-    offenders = _long_modules()
-    assert offenders == {}, f"modules over {MAX_LINES} lines (split them by job): {offenders}"
-
-
-def test_no_other_module_grows_over_450_lines():
-    offenders = {name: n for name, n in _long_modules().items() if name not in KNOWN_LONG}
+    lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in MODULES.items()}
+    offenders = {name: n for name, n in sorted(lengths.items()) if n > MAX_LINES}
     assert offenders == {}, f"modules over {MAX_LINES} lines (split them by job): {offenders}"
 
 

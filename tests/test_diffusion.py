@@ -6,6 +6,7 @@ knows the true noise of Gaussian data, 8x8 U-Nets with a few channels, fixed see
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,13 +175,13 @@ def test_set_timesteps_trailing_and_errors():
 
 def test_unknown_sampler_prediction_and_eta_raise():
     with pytest.raises(ValueError, match="ddpm, ddim"):
-        schedulers.make_scheduler("euler")
+        schedulers.scheduler_for(tiny_config(), "euler")
     with pytest.raises(ValueError, match="eps, x0, v"):
-        schedulers.make_scheduler("ddim", prediction="score")
+        D.DiffusionConfig(prediction="score")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         schedulers.DDIMScheduler(T, eta=1.5)
     with pytest.raises(ValueError, match="DDIM setting"):
-        schedulers.make_scheduler("ddpm", eta=0.5)
+        schedulers.scheduler_for(tiny_config(), "ddpm", eta=0.5)
     with pytest.raises(ValueError, match="cosine"):
         D.DiffusionConfig(beta_schedule="sigmoid")
 
@@ -190,7 +191,7 @@ def test_unknown_sampler_prediction_and_eta_raise():
 def test_samplers_recover_gaussian_data_with_an_analytic_model(sampler, steps, prediction):
     """With the exact denoiser of N(mu, s^2) data, both samplers must produce N(mu, s^2)."""
     mu, s = 0.3, 0.2
-    scheduler = schedulers.make_scheduler(sampler, T, "cosine", prediction=prediction)
+    scheduler = schedulers.scheduler_for(tiny_config(num_train_timesteps=T, prediction=prediction), sampler)
     oracle = GaussianOracle(scheduler.alpha_bar, mu, s, prediction)
     x = sampling.sample(oracle, scheduler, n=2000, num_steps=steps, image_size=2,
                         generator=torch.Generator().manual_seed(0))
@@ -294,7 +295,7 @@ def test_min_snr_weights_equal_min_snr_gamma_on_x0_error(prediction):
 def test_diffusion_loss_is_zero_for_the_exact_denoiser_of_a_point():
     """Data = one image c: the exact eps is (x_t - sqrt(ab) c) / sqrt(1 - ab), so the loss vanishes."""
     config = tiny_config(prediction="eps", beta_schedule="linear")
-    scheduler = D.scheduler_for(config)
+    scheduler = schedulers.scheduler_for(config)
     c = torch.full((4, 1, 8, 8), 0.5)
 
     def exact(xt, t, labels=None):
@@ -329,7 +330,7 @@ def test_empirical_posterior_is_bayes_rule_over_the_reference_images():
 
 def test_stf_loss_needs_the_reference_and_matches_sample_loss_at_low_noise():
     config = tiny_config(target_estimate="stf", prediction="x0")
-    scheduler = D.scheduler_for(config)
+    scheduler = schedulers.scheduler_for(config)
     x0 = torch.rand(4, 1, 8, 8) * 2 - 1
     model = tiny_model()
     with pytest.raises(ValueError, match="reference"):
@@ -345,29 +346,28 @@ def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
     seen = []
     result = D.train_diffusion(config, images, labels, budget=Budget(max_steps=3), log_every=1,
                                generator=torch.Generator().manual_seed(0), callback=lambda s, l, r: seen.append(s),
-                               disable_progress=True)
+                               progress=False)
     assert result.steps == 3 and seen == [1, 2, 3] and result.history["step"] == [1, 2, 3]
     assert torch.equal(images, before)
     assert all(math.isfinite(v) for v in result.history["loss"])
     with pytest.raises(ValueError, match="labels"):
-        D.train_diffusion(config, images, budget=Budget(max_steps=1), disable_progress=True)
+        D.train_diffusion(config, images, budget=Budget(max_steps=1), progress=False)
 
 
 def test_training_keeps_the_weak_model_of_autoguidance_and_the_checkpoint_round_trips_it(tmp_path):
     config = tiny_config(weak_model_at=0.5, lr=1e-2)
     path = tmp_path / "d.pt"
     result = D.train_diffusion(config, torch.rand(16, 1, 8, 8), budget=Budget(max_steps=6), checkpoint=path,
-                               generator=torch.Generator().manual_seed(0), disable_progress=True)
+                               generator=torch.Generator().manual_seed(0), progress=False)
     assert result.weak_model is not None and not result.weak_model.training
     xt, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 700])
     with torch.no_grad():
         assert not torch.allclose(result.weak_model(xt, t), result.ema_model(xt, t))  # taken at step 3, not 6
-        loaded, _, info = D.load_diffusion(path)
-        torch.testing.assert_close(info["weak_model"](xt, t), result.weak_model(xt, t), rtol=0, atol=0)
-        torch.testing.assert_close(D.autoguided(loaded, info["weak_model"], config, 2.0)(xt, t),
-                                   result.autoguided(2.0)(xt, t), rtol=0, atol=0)
+        loaded = D.load_diffusion(path)
+        torch.testing.assert_close(loaded.weak_model(xt, t), result.weak_model(xt, t), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.autoguided(2.0)(xt, t), result.autoguided(2.0)(xt, t), rtol=0, atol=0)
     none = D.train_diffusion(tiny_config(weak_model_at=None), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1),
-                             disable_progress=True)
+                             progress=False)
     assert none.weak_model is None
     with pytest.raises(ValueError, match="weak model"):
         none.autoguided()
@@ -379,7 +379,7 @@ def test_training_stops_on_nan():
     config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
     with pytest.raises(Exception, match="became"):
         D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
-                          generator=torch.Generator().manual_seed(0), disable_progress=True)
+                          generator=torch.Generator().manual_seed(0), progress=False)
 
 
 def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
@@ -397,10 +397,10 @@ def test_float16_training_steps_through_the_grad_scaler(monkeypatch):
         monkeypatch.setattr(torch.amp.GradScaler, name, spied)
     config = tiny_config()
     torch.manual_seed(0)
-    start = D.TrainResult(D.build_model(config), D.build_model(config), config)
+    start = D.DiffusionResult(D.build_model(config), D.build_model(config), config)
     before = [p.detach().clone() for p in start.model.parameters()]
     result = D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=2), resume=start,
-                               generator=torch.Generator().manual_seed(0), disable_progress=True)
+                               generator=torch.Generator().manual_seed(0), progress=False)
     assert calls == [("unscale_", True), ("step", True), ("update", True)] * 2
     assert all(math.isfinite(v) for v in result.history["loss"])
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
@@ -412,7 +412,7 @@ def test_float16_training_still_stops_on_nan(monkeypatch):
     config = tiny_config(lr=1e30, grad_clip=1e30, warmup_steps=1)
     with pytest.raises(Exception, match="became"):
         D.train_diffusion(config, torch.rand(8, 1, 8, 8), budget=Budget(max_steps=30), log_every=1,
-                          generator=torch.Generator().manual_seed(0), disable_progress=True)
+                          generator=torch.Generator().manual_seed(0), progress=False)
 
 
 # ---------------------------------------------------------------- editing
@@ -460,12 +460,17 @@ def test_sdedit_strength_bounds():
 def test_checkpoint_round_trip_and_wrong_kind(tmp_path):
     config = tiny_config(num_classes=10, prediction="v")
     model = tiny_model(num_classes=10, prediction="v")
-    path = D.save_diffusion(tmp_path / "m.pt", model, config, steps=7)
-    loaded, loaded_config, info = D.load_diffusion(path)
-    assert loaded_config == config and info["steps"] == 7
+    history = {"step": [7], "loss": [0.5], "seconds": [1.0]}
+    path = D.save_diffusion(tmp_path / "m.pt", D.DiffusionResult(model, model, config, history, steps=7, seconds=1.5))
+    loaded = D.load_diffusion(path)
+    assert loaded.config == config and (loaded.steps, loaded.seconds, loaded.history) == (7, 1.5, history)
+    assert loaded.weak_model is None and not loaded.ema_model.training
     xt, t, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 900]), torch.tensor([2, 10])
     with torch.no_grad():
-        torch.testing.assert_close(loaded(xt, t, y), model(xt, t, y), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.ema_model(xt, t, y), model(xt, t, y), rtol=0, atol=0)
+    more = D.train_diffusion(config, torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)), budget=Budget(max_steps=1),
+                             resume=path, progress=False)  # a path resumes as the loaded run does
+    assert more.steps == 8
     save_checkpoint(tmp_path / "gan.pt", kind="dcgan", config={"z": 1}, state={})
     with pytest.raises(CheckpointError, match="'dcgan'"):
         D.load_diffusion(tmp_path / "gan.pt")
@@ -501,8 +506,9 @@ def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
                          str(out), "--device", "cpu"] + (["--guidance", guidance] if guidance else [])) == 0
         drawn[guidance] = torch.load(out, weights_only=True)
     assert not torch.equal(drawn[None], drawn["1"])
-    model, config, _ = D.load_diffusion(uncond)
-    D.save_diffusion(uncond, model, config)  # an older checkpoint, without the weak model
+    run = D.load_diffusion(uncond)
+    run.weak_model = None
+    D.save_diffusion(uncond, run)  # as an older checkpoint, without the weak model
     assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
                      "--guidance", "3", "--out", str(out)]) == 2
 
@@ -574,3 +580,14 @@ def test_cli_sample_help_states_the_autoguidance_default(capsys):
     with pytest.raises(SystemExit):
         main(["diffusion", "sample", "--help"])
     assert f"default{defaults.AUTOGUIDANCE};" in "".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("name", ["ddpm_mnist.pt", "ddpm_mnist_cond.pt"])
+def test_shipped_checkpoints_load_as_runs(name):
+    path = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / name
+    if not path.is_file():
+        pytest.skip(f"shipped checkpoint {name} missing")
+    run = D.load_diffusion(path)
+    assert isinstance(run, D.DiffusionResult) and run.steps > 0 and run.seconds > 0
+    assert run.config.conditional == name.endswith("_cond.pt")
+    assert not run.ema_model.training

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import gan, gan_edit, gan_toy, runtime
+from course_lib import dcgan, gan, gan_edit, gan_toy, runtime
 from course_lib.train import Budget, CheckpointError, TrainingDiverged, save_checkpoint
 
 
@@ -29,7 +30,7 @@ def tiny_digits(n: int = 16, size: int = 28, seed: int = 0) -> torch.Tensor:
 
 
 def layer_shapes(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
-    return [shape for _, shape in gan.layer_shapes(net, x)]
+    return [shape for _, shape in dcgan.layer_shapes(net, x)]
 
 
 # ---------------------------------------------------------------- shapes
@@ -42,26 +43,26 @@ def layer_shapes(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]
 ])
 def test_every_layer_shape(size, g_shapes, d_shapes):
     config = tiny_config(image_size=size)
-    net_g, net_d = gan.Generator(config), gan.Discriminator(config)
+    net_g, net_d = dcgan.Generator(config), dcgan.Discriminator(config)
     assert layer_shapes(net_g, torch.randn(2, 8)) == g_shapes
     assert layer_shapes(net_d, torch.randn(2, 1, size, size)) == d_shapes
 
 
 def test_generator_range_and_one_logit_per_image():
     config = tiny_config(image_size=32)
-    images = gan.Generator(config)(torch.randn(5, 8) * 10)
+    images = dcgan.Generator(config)(torch.randn(5, 8) * 10)
     assert images.shape == (5, 1, 32, 32) and images.min() >= -1 and images.max() <= 1
-    logits = gan.Discriminator(config)(images)
+    logits = dcgan.Discriminator(config)(images)
     assert logits.shape == (5,)
-    assert not isinstance(gan.Discriminator(config).net[-1], torch.nn.Sigmoid)
+    assert not isinstance(dcgan.Discriminator(config).net[-1], torch.nn.Sigmoid)
 
 
 def test_bad_inputs_raise_clear_errors():
     config = tiny_config(image_size=32)
     with pytest.raises(ValueError, match="pad 28x28"):
-        gan.Discriminator(config)(torch.randn(2, 1, 28, 28))
+        dcgan.Discriminator(config)(torch.randn(2, 1, 28, 28))
     with pytest.raises(ValueError, match=r"z must be \(B, 8\)"):
-        gan.Generator(config)(torch.randn(2, 9))
+        dcgan.Generator(config)(torch.randn(2, 9))
     with pytest.raises(ValueError, match="image_size must be one of"):
         gan.DCGANConfig(image_size=48)
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
@@ -87,8 +88,8 @@ def test_prepare_mnist_ranges_and_padding():
 
 def test_dcgan_init_statistics():
     torch.manual_seed(0)
-    net = gan.Generator(gan.DCGANConfig(image_size=32, g_channels=32))
-    net.apply(gan.dcgan_init)
+    net = dcgan.Generator(gan.DCGANConfig(image_size=32, g_channels=32))
+    net.apply(dcgan.dcgan_init)
     conv = net.net[1][0].weight
     bn = net.net[1][1].weight
     assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
@@ -137,7 +138,7 @@ def test_short_seeded_training_lowers_the_loss_and_is_reproducible(monkeypatch):
     run = train()
     loss_d = run.history["loss_d"]
     assert sum(loss_d[-5:]) / 5 < loss_d[0] < 2 * math.log(2) + 0.1  # D learns to tell bars from noise
-    assert run.step == 30 and run.images_seen == 30 * 8
+    assert run.steps == 30 and run.images_seen == 30 * 8
     assert set(run.history) == {"step", "seconds", "loss_d", "loss_g", "d_real", "d_fake"}
     assert all(0 <= p <= 1 for p in run.history["d_real"] + run.history["d_fake"])
     assert len(run.snapshots) >= 2 and run.snapshots[0][0] == 0 and run.snapshots[-1][0] == 30
@@ -203,7 +204,7 @@ def test_float16_checkpoint_keeps_the_loss_scale_and_resumes(tmp_path, monkeypat
     gan.save_gan(path, run)
     loaded = gan.load_gan(path)
     assert loaded.scaler.is_enabled() and loaded.scaler.get_scale() == 1024.0
-    assert gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=1), resume=loaded).step == 3
+    assert gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=1), resume=loaded).steps == 3
 
 
 def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
@@ -213,18 +214,18 @@ def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
     run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), checkpoint=path,
                         generator=torch.Generator().manual_seed(0))
     loaded = gan.load_gan(path)
-    assert loaded.config == run.config and loaded.step == 4 and loaded.history == run.history
+    assert loaded.config == run.config and loaded.steps == 4 and loaded.history == run.history
     z = torch.randn(3, 8)
     torch.testing.assert_close(gan.sample(loaded.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
     torch.testing.assert_close(loaded.fixed_noise, run.fixed_noise)
     more = gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=2), resume=path, checkpoint=path)
-    assert more.step == 6 and gan.load_gan(path).step == 6
+    assert more.steps == 6 and gan.load_gan(path).steps == 6
     assert more.history["step"][-1] == 6 and more.seconds >= run.seconds
     slim = gan.save_gan(tmp_path / "slim.pt", run, optimizers=False)  # shipped checkpoints: no Adam moments
     assert slim.stat().st_size < 0.8 * path.stat().st_size
     from_slim = gan.load_gan(slim)
     torch.testing.assert_close(gan.sample(from_slim.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
-    assert gan.train_gan(from_slim.config, tiny_digits(), budget=Budget(max_steps=1), resume=slim).step == 5
+    assert gan.train_gan(from_slim.config, tiny_digits(), budget=Budget(max_steps=1), resume=slim).steps == 5
 
 
 def test_wrong_kind_or_config_fails_clearly(tmp_path, monkeypatch):
@@ -255,11 +256,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     with pytest.raises(TrainingDiverged, match="loss_d became nan at step 4"):
         gan.train_gan(tiny_config(), broken, budget=Budget(max_steps=20), resume=path, checkpoint=path,
                       checkpoint_every=0.0)
-    assert path.read_bytes() == before and gan.load_gan(path).step == 3
+    assert path.read_bytes() == before and gan.load_gan(path).steps == 3
 
 
 def test_sample_is_reproducible_and_in_eval_mode():
-    net_g = gan.Generator(tiny_config())
+    net_g = dcgan.Generator(tiny_config())
     net_g.train()
     a = gan.sample(net_g, 4, generator=torch.Generator().manual_seed(1))
     b = gan.sample(net_g, 4, generator=torch.Generator().manual_seed(1))
@@ -291,8 +292,8 @@ def test_interpolation_endpoints_and_norm():
 
 def test_inversion_reduces_reconstruction_error():
     torch.manual_seed(0)
-    net_g = gan.Generator(tiny_config())
-    net_g.apply(gan.dcgan_init)
+    net_g = dcgan.Generator(tiny_config())
+    net_g.apply(dcgan.dcgan_init)
     before = [p.clone() for p in net_g.parameters()]
     target = gan.sample(net_g, z=torch.randn(2, 8))
     result = gan_edit.invert(net_g, target, num_steps=40, lr=0.1, num_starts=4,
@@ -407,3 +408,11 @@ def test_cli_train_sets_the_widths_and_latent_size_and_refuses_them_on_resume(tm
     capsys.readouterr()
     assert cli.main(["gan", "train", "--steps", "1", "--out", str(ckpt), "--resume", str(ckpt), "--g-channels", "5"]) == 2
     assert "--resume trains with the checkpoint's own config" in capsys.readouterr().err
+
+
+def test_shipped_checkpoint_loads_as_a_run():
+    path = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "gan_mnist.pt"
+    if not path.is_file():
+        pytest.skip("shipped checkpoint gan_mnist.pt missing")
+    run = gan.load_gan(path)
+    assert isinstance(run, gan.GANResult) and run.steps > 0 and run.seconds > 0 and run.history["step"]

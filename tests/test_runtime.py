@@ -226,8 +226,8 @@ def test_a_bad_time_scale_is_refused_with_the_fix(monkeypatch, value):
 
 def test_check_choice_returns_a_valid_value_and_lists_the_choices_otherwise():
     assert runtime.check_choice("sampler", "ddim", ("ddpm", "ddim")) == "ddim"
-    with pytest.raises(ValueError, match=r"^unknown sampler 'euler': use one of ddpm, ddim \(see make_scheduler\)$"):
-        runtime.check_choice("sampler", "euler", ("ddpm", "ddim"), " (see make_scheduler)")
+    with pytest.raises(ValueError, match=r"^unknown sampler 'euler': use one of ddpm, ddim \(see scheduler_for\)$"):
+        runtime.check_choice("sampler", "euler", ("ddpm", "ddim"), " (see scheduler_for)")
 
 
 # ---------------------------------------------------------------- the progress bar and mixed precision

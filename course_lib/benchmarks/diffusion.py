@@ -20,6 +20,7 @@ from ..bench import BenchContext, Row, timed
 from ..data import load_mnist
 from ..runtime import seed_everything
 from ..sampling import sample
+from ..schedulers import scheduler_for
 from ..train import Budget
 
 __all__ = ["run", "GUIDANCE", "COMPARE_N"]
@@ -28,7 +29,7 @@ GUIDANCE = 2.0  # classifier-free guidance scale of the conditional benchmark
 COMPARE_N = {"smoke": 20, "quick": 250, "full": 1000}  # samples per sampler in the DDPM-vs-DDIM comparison
 
 
-def _train(ctx: BenchContext, *, conditional: bool = False) -> D.TrainResult:
+def _train(ctx: BenchContext, *, conditional: bool = False) -> D.DiffusionResult:
     generator = seed_everything(0)
     data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit, verbose=not conditional)
     budget = Budget(max_steps=ctx.profile.diffusion_steps, max_seconds=ctx.profile.diffusion_seconds)
@@ -44,7 +45,7 @@ def _judged(what: str, scores: dict, n: int) -> list[Row]:
 
 def _timed_samples(model, config, sampler: str, steps: int, noise: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Samples from the given starting noise (one batch) and the wall time they took."""
-    scheduler = D.scheduler_for(config, sampler)
+    scheduler = scheduler_for(config, sampler)
     x, seconds = timed(lambda: sample(model, scheduler, xt=noise.clone(), num_steps=steps,
                                         generator=torch.Generator().manual_seed(1)), noise.device)
     return x.cpu(), seconds

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .. import gan
 from ..bench import BenchContext, Row, timed
 from ..data import load_mnist
+from ..dcgan import Generator
 from ..runtime import checkpoint_path, seed_everything
 from ..train import Budget
 
@@ -26,7 +27,7 @@ def _train(ctx: BenchContext) -> gan.GANResult:
     return gan.train_gan(config, images, budget=budget, device=ctx.device, generator=generator)
 
 
-def _sampling_rate(net_g: gan.Generator, n: int = 5000) -> float:
+def _sampling_rate(net_g: Generator, n: int = 5000) -> float:
     """Images per second drawn by G in eval mode (one warm-up batch first)."""
     gan.sample(net_g, 500)
     _, seconds = timed(lambda: gan.sample(net_g, n), next(net_g.parameters()).device)
@@ -44,12 +45,12 @@ def run(ctx: BenchContext) -> list[Row]:
     result = _train(ctx)
     seconds, n = ctx.profile.gan_seconds, ctx.profile.judge_samples
     widths = f"nz {result.config.latent_dim}, ngf {result.config.g_channels}, ndf {result.config.d_channels}"
-    rows = [Row("gan", f"training: steps in {seconds:g} s (gan.default_config: {widths}, seed 0)", result.step, "steps"),
+    rows = [Row("gan", f"training: steps in {seconds:g} s (gan.default_config: {widths}, seed 0)", result.steps, "steps"),
             Row("gan", "training throughput", result.images_per_second, "images/s"),
             Row("gan", "sampling throughput (eval mode, batch 500)", _sampling_rate(result.sampler), "images/s")]
     rows += _judged(f"after {seconds:g} s of {ctx.profile.name} training", gan.evaluate(result.sampler, n=n, seed=0))
     path = checkpoint_path("gan_mnist.pt")
     if path.is_file():
         shipped = gan.load_gan(path, device=ctx.device)
-        rows += _judged(f"shipped {path.name} ({shipped.step} steps)", gan.evaluate(shipped.sampler, n=n, seed=0))
+        rows += _judged(f"shipped {path.name} ({shipped.steps} steps)", gan.evaluate(shipped.sampler, n=n, seed=0))
     return rows

@@ -87,14 +87,16 @@ def train_command(args) -> str:
 def sample(args) -> int:
     import torch
 
-    from ..diffusion import autoguided, digit_labels, load_diffusion, scheduler_for
+    from ..diffusion import digit_labels, load_diffusion
     from ..sampling import sample as draw
+    from ..schedulers import scheduler_for
     from ..runtime import get_device
 
     device = get_device(args.device)
-    model, config, info = load_diffusion(args.checkpoint, device=device)
-    if not config.conditional and info["weak_model"] is not None:  # autoguidance, w = AUTOGUIDANCE unless given
-        model = autoguided(model, info["weak_model"], config, args.guidance)  # --guidance 1: the model alone
+    run = load_diffusion(args.checkpoint, device=device)
+    model, config = run.ema_model, run.config
+    if not config.conditional and run.weak_model is not None:  # autoguidance, w = AUTOGUIDANCE unless given
+        model = run.autoguided(args.guidance)  # --guidance 1: the model alone
     elif args.guidance is not None and not config.conditional:
         raise ValueError(f"--guidance on an unconditional model needs the weak model of autoguidance, and "
                          f"{args.checkpoint} has none: retrain it with this version, or train with --conditional")
@@ -102,7 +104,7 @@ def sample(args) -> int:
     scheduler = scheduler_for(config, args.sampler, eta=args.eta)
     samples = draw(model, scheduler, n=args.n, num_steps=args.steps, labels=digit_labels(labels, args.n),
                    guidance=args.guidance, generator=torch.Generator().manual_seed(args.seed),
-                   image_size=config.image_size, disable_progress=False).cpu()  # (N, 1, H, W) in [-1, 1]
+                   image_size=config.image_size, progress=True).cpu()  # (N, 1, H, W) in [-1, 1]
     out = write_samples(samples, args.out, nrow=10 if config.conditional else 8)
     print(f"wrote {len(samples)} samples {tuple(samples.shape)} ({args.sampler}, {args.steps} steps) to {out}")
     return 0

@@ -66,7 +66,7 @@ def train(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     record = {"command": train_command(args), "profile": profile.name, "device": str(device), "seed": args.seed,
-              "data": mnist.source, "n_train": len(images), "steps": result.step,
+              "data": mnist.source, "n_train": len(images), "steps": result.steps,
               "train_seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second),
               "torch": torch.__version__}
     if args.judge:
