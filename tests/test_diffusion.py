@@ -345,13 +345,35 @@ def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
     before = images.clone()
     seen = []
     result = D.train_diffusion(config, images, labels, budget=Budget(max_steps=3), log_every=1,
-                               generator=torch.Generator().manual_seed(0), callback=lambda s, l, r: seen.append(s),
+                               generator=torch.Generator().manual_seed(0), callback=lambda run: seen.append(run.steps),
                                progress=False)
     assert result.steps == 3 and seen == [1, 2, 3] and result.history["step"] == [1, 2, 3]
     assert torch.equal(images, before)
     assert all(math.isfinite(v) for v in result.history["loss"])
     with pytest.raises(ValueError, match="labels"):
         D.train_diffusion(config, images, budget=Budget(max_steps=1), progress=False)
+
+
+def test_callback_sees_the_run_with_steps_history_and_ema_model_current():
+    """callback(run), as train_gan's: the run's steps and history are those of the step just logged."""
+    seen = []
+
+    def callback(run):
+        seen.append((run.steps, run.history["step"][-1], len(run.history["loss"]), run.seconds > 0))
+        assert isinstance(run.ema_model, torch.nn.Module) and not run.ema_model.training
+
+    D.train_diffusion(tiny_config(), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=4), log_every=2,
+                      generator=torch.Generator().manual_seed(0), callback=callback, progress=False)
+    assert seen == [(1, 1, 1, True), (2, 2, 2, True), (4, 4, 3, True)]
+
+
+def test_resume_refuses_a_config_that_differs_from_the_checkpoint(tmp_path):
+    path = tmp_path / "d.pt"
+    D.train_diffusion(tiny_config(), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1), checkpoint=path,
+                      progress=False)
+    with pytest.raises(CheckpointError, match=r"\['base_channels', 'lr'\] differ.*load_diffusion\(path\)\.config"):
+        D.train_diffusion(tiny_config(base_channels=4, lr=1e-2), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1),
+                          resume=path, progress=False)
 
 
 def test_training_keeps_the_weak_model_of_autoguidance_and_the_checkpoint_round_trips_it(tmp_path):

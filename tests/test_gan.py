@@ -160,6 +160,22 @@ def test_training_snapshots_span_the_first_and_last_step(seeded_runs):
     assert len(run.snapshots) >= 2 and run.snapshots[0][0] == 0 and run.snapshots[-1][0] == 30
 
 
+def test_callback_sees_the_run_with_steps_and_history_current(monkeypatch):
+    """callback(run), as train_diffusion's: the run's steps and history are those of the step just logged."""
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    seen = []
+    gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), log_every=2,
+                  callback=lambda run: seen.append((run.steps, run.history["step"][-1], len(run.history["loss_d"]))))
+    assert seen == [(1, 1, 1), (2, 2, 2), (4, 4, 3)]
+
+
+def test_the_run_keeps_the_ema_generator_as_ema_model_and_samples_from_it(seeded_runs):
+    run = seeded_runs[0]
+    assert isinstance(run.ema_model, gan.Generator) and not run.ema_model.training
+    assert run.sampler is run.ema_model and run.ema_model is not run.net_g
+    assert gan.build_gan(tiny_config(ema_decay=0.0)).ema_model is None  # EMA off: sample from G itself
+
+
 def test_seeded_training_is_reproducible(seeded_runs):
     run, again = seeded_runs
     assert again.history["loss_g"] == run.history["loss_g"]
