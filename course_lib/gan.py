@@ -235,7 +235,8 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
     resume: a GANResult or a checkpoint path to continue from (the budget counts this call only).
     checkpoint: written atomically every `checkpoint_every` seconds and at the end; when the losses become
     NaN or explode, training stops with `TrainingDiverged` and the last good checkpoint is left as it was.
-    callback(run) is called after every logged step.
+    callback(run) is called after every logged step, with `run.steps` and `run.history` current (as in
+    `train_diffusion`).
     """
     device = torch.device(device) if device is not None else images.device
     run = _start(config, resume, device, generator)
