@@ -502,20 +502,39 @@ def test_cli_sample_refuses_a_missing_checkpoint(cli, tmp_path):
                      "--out", str(tmp_path / "s.pt")]) == 2
 
 
-def test_cli_train_sets_the_widths_and_latent_size_and_refuses_them_on_resume(tmp_path, monkeypatch, capsys):
+SIZES = ["--latent-dim", "3", "--g-channels", "5", "--d-channels", "6"]
+
+
+@pytest.fixture(scope="module")
+def sized_checkpoint(tmp_path_factory):
+    """A 1-step CLI run with the widths and latent size set on the command line; with its exit code."""
     from course_lib import commands as cli
 
-    monkeypatch.setenv("COURSE_OFFLINE", "1")
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
-    ckpt = tmp_path / "g.pt"
-    sizes = ["--latent-dim", "3", "--g-channels", "5", "--d-channels", "6"]
-    assert cli.main(["gan", "train", "--profile", "smoke", "--steps", "1", "--out", str(ckpt), *sizes]) == 0
+    ckpt = tmp_path_factory.mktemp("gan_cli_sizes") / "g.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_OFFLINE", "1")
+        patch.setenv("COURSE_PROGRESS", "0")
+        code = cli.main(["gan", "train", "--profile", "smoke", "--steps", "1", "--out", str(ckpt), *SIZES])
+    return ckpt, code
+
+
+def test_cli_train_sets_the_widths_and_latent_size(sized_checkpoint):
+    ckpt, code = sized_checkpoint
+    assert code == 0
     config = gan.load_gan(ckpt).config
     assert (config.latent_dim, config.g_channels, config.d_channels) == (3, 5, 6)
     assert config.batch_size == gan.DCGANConfig().batch_size  # the other fields keep their defaults
-    assert " ".join(sizes) in json.loads(ckpt.with_suffix(".json").read_text())["command"]
+
+
+def test_cli_train_records_the_sizes_in_the_command(sized_checkpoint):
+    assert " ".join(SIZES) in json.loads(sized_checkpoint[0].with_suffix(".json").read_text())["command"]
+
+
+def test_cli_train_refuses_sizes_on_resume(cli, sized_checkpoint, tmp_path, capsys):
+    ckpt = sized_checkpoint[0]
     capsys.readouterr()
-    assert cli.main(["gan", "train", "--steps", "1", "--out", str(ckpt), "--resume", str(ckpt), "--g-channels", "5"]) == 2
+    assert cli.main(["gan", "train", "--steps", "1", "--out", str(tmp_path / "g.pt"), "--resume", str(ckpt),
+                     "--g-channels", "5"]) == 2
     assert "--resume trains with the checkpoint's own config" in capsys.readouterr().err
 
 
