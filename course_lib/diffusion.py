@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t 
 from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
 from .sampling import AutoGuidance, sample
 from .schedulers import BETA_SCHEDULES, PREDICTIONS, predict_eps, scheduler_for, snr
-from .train import EMA, Budget, check_finite, load_checkpoint, save_checkpoint
+from .train import EMA, Budget, check_finite, check_resume_config, load_checkpoint, save_checkpoint
 from .unet import UNet
 
 __all__ = [
@@ -264,9 +264,10 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     Adam with warm-up, cosine decay and gradient clipping, an EMA update; under float16 autocast a GradScaler
     scales the loss (`runtime.grad_scaler`, fresh on resume, as Adam's moments are). Stops at the budget or raises
     `TrainingDiverged` on a NaN loss. With `checkpoint`, writes the EMA model atomically every
-    `checkpoint_every` seconds and at the end. `callback(step, loss, result)` is called every `log_every`
-    steps (a notebook's live loss curve). `resume` (a DiffusionResult or a checkpoint path) continues a previous
-    run's model, EMA and history.
+    `checkpoint_every` seconds and at the end. `callback(result)` is called after every logged step, with
+    `result.steps`, `.seconds`, `.history` and `.ema_model` current (a notebook's live loss curve), as in
+    `train_gan`. `resume` (a DiffusionResult or a checkpoint path) continues a previous run's model, EMA and
+    history; its config must equal `config`.
     """
     if config.conditional and labels is None:
         raise ValueError("a class-conditional config (num_classes set) needs labels: pass labels=data.labels")
@@ -275,11 +276,14 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
     labels = labels.to(device) if (labels is not None and config.conditional) else None
     if isinstance(resume, (str, Path)):
         resume = load_diffusion(resume, device=device)
+    if resume is not None:
+        check_resume_config(resume.config, config, hint="load_diffusion(path).config")
     result = resume or DiffusionResult(build_model(config), build_model(config), config)
     model = result.model.to(device).train().requires_grad_(True)
     ema = EMA(model, decay=config.ema_decay)
     if resume is not None:
         ema.model.load_state_dict(resume.ema_model.state_dict())
+    result.ema_model, start_steps, start_seconds = ema.model, result.steps, result.seconds
     scheduler = scheduler_for(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = grad_scaler(device, config.mixed_precision)
@@ -289,21 +293,21 @@ def train_diffusion(config: DiffusionConfig, images: torch.Tensor, labels: torch
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(config, step, budget.fraction(step))
         loss = _train_step(model, optimizer, scaler, data, labels, scheduler, config, generator)
-        ema.update(model, result.steps + step)
+        ema.update(model, result.steps)
         step += 1
+        result.steps, result.seconds = start_steps + step, start_seconds + budget.elapsed
         if (config.weak_model_at is not None and result.weak_model is None
                 and budget.fraction(step) >= config.weak_model_at):
             result.weak_model = copy.deepcopy(ema.model).eval().requires_grad_(False)
         if step % log_every == 0 or step == 1:
-            check_finite(result.steps + step, loss=loss)
-            _log(result, result.steps + step, loss, budget.elapsed + result.seconds, bar, callback)
+            check_finite(result.steps, loss=loss)
+            _log(result, loss, bar, callback)
         if checkpoint is not None and time.perf_counter() - last_save > checkpoint_every:
-            save_diffusion(checkpoint, replace(result, ema_model=ema.model, steps=result.steps + step,
-                                               seconds=result.seconds + budget.elapsed))
+            save_diffusion(checkpoint, result)
             last_save = time.perf_counter()
         bar.update(1)
     bar.close()
-    result.ema_model, result.steps, result.seconds = ema.model, result.steps + step, result.seconds + budget.elapsed
+    result.seconds = start_seconds + budget.elapsed
     if checkpoint is not None:
         save_diffusion(checkpoint, result)
     return result
@@ -326,13 +330,14 @@ def _train_step(model, optimizer, scaler, data, labels, scheduler, config, gener
     return loss.item()
 
 
-def _log(result: DiffusionResult, step: int, loss: float, seconds: float, bar, callback) -> None:
-    result.history["step"].append(step)
+def _log(result: DiffusionResult, loss: float, bar, callback) -> None:
+    """Append this step's loss to the history, then call `callback(result)`."""
+    result.history["step"].append(result.steps)
     result.history["loss"].append(loss)
-    result.history["seconds"].append(round(seconds, 2))
+    result.history["seconds"].append(round(result.seconds, 2))
     bar.set_postfix(loss=f"{loss:.4f}")
     if callback is not None:
-        callback(step, loss, result)
+        callback(result)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -21,7 +21,8 @@ from torch import nn
 
 from .dcgan import Discriminator, Generator, dcgan_init
 from .runtime import autocast, cpu_has_bf16, grad_scaler, progress as progress_bar
-from .train import EMA, Budget, CheckpointError, TrainingDiverged, check_finite, load_checkpoint, save_checkpoint
+from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, check_resume_config, load_checkpoint,
+                    save_checkpoint)
 
 __all__ = [
     "DCGANConfig", "default_config", "FP32_CPU_WIDTHS", "discriminator_loss", "generator_loss",
@@ -139,7 +140,7 @@ class GANResult:
     net_d: Discriminator
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    ema: EMA | None
+    ema_model: Generator | None  # the EMA of G's weights (None when ema_decay = 0), as DiffusionResult.ema_model
     fixed_noise: torch.Tensor  # (K, latent_dim)
     scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("cpu", enabled=False))  # float16 only
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
@@ -151,7 +152,7 @@ class GANResult:
     @property
     def sampler(self) -> Generator:
         """The generator to draw with: the EMA weights when kept (smoother, better FID), else G itself."""
-        return self.ema.model if self.ema is not None else self.net_g
+        return self.ema_model if self.ema_model is not None else self.net_g
 
     @property
     def images_per_second(self) -> float:
@@ -172,10 +173,10 @@ def build_gan(config: DCGANConfig, device: torch.device | str = "cpu", *, num_fi
     net_g, net_d = net_g.to(device, memory_format=memory_format), net_d.to(device, memory_format=memory_format)
     opt_g = torch.optim.Adam(net_g.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(net_d.parameters(), lr=config.lr_d, betas=config.betas)
-    ema = EMA(net_g, config.ema_decay) if config.ema_decay > 0 else None
+    ema_model = EMA(net_g, config.ema_decay).model if config.ema_decay > 0 else None
     fixed_noise = torch.randn(num_fixed, config.latent_dim, generator=generator).to(device)
     scaler = grad_scaler(device, config.mixed_precision)
-    return GANResult(config, net_g, net_d, opt_g, opt_d, ema, fixed_noise, scaler)
+    return GANResult(config, net_g, net_d, opt_g, opt_d, ema_model, fixed_noise, scaler)
 
 
 def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -202,8 +203,8 @@ def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Ten
     scaler.step(run.opt_g)
     scaler.update()
     net_d.requires_grad_(True)
-    if run.ema is not None:
-        run.ema.update(net_g, run.steps)
+    if run.ema_model is not None:
+        EMA(net_g, run.config.ema_decay, average=run.ema_model).update(net_g, run.steps)
     d_real, d_fake = real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()
     return torch.stack([loss_d, loss_g, d_real, d_fake]).detach()
 
@@ -234,7 +235,8 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
     resume: a GANResult or a checkpoint path to continue from (the budget counts this call only).
     checkpoint: written atomically every `checkpoint_every` seconds and at the end; when the losses become
     NaN or explode, training stops with `TrainingDiverged` and the last good checkpoint is left as it was.
-    callback(run) is called after every logged step.
+    callback(run) is called after every logged step, with `run.steps` and `run.history` current (as in
+    `train_diffusion`).
     """
     device = torch.device(device) if device is not None else images.device
     run = _start(config, resume, device, generator)
@@ -269,8 +271,8 @@ def train_gan(config: DCGANConfig, images: torch.Tensor | None = None, *, budget
     if calls and run.history["step"][-1:] != [run.steps]:
         _log(run, stats, bar)
     _check_weights(run)
-    if run.ema is not None:
-        recalibrate_batchnorm(run.ema.model, generator=generator)
+    if run.ema_model is not None:
+        recalibrate_batchnorm(run.ema_model, generator=generator)
     _snapshot(run)
     if checkpoint is not None:
         save_gan(checkpoint, run)
@@ -289,10 +291,7 @@ def _start(config: DCGANConfig, resume, device: torch.device, generator: torch.G
     if resume is None:
         return build_gan(config, device, generator=generator)
     run = resume if isinstance(resume, GANResult) else load_gan(resume, device=device)
-    if asdict(run.config) != asdict(config):
-        changed = sorted(k for k, v in asdict(config).items() if asdict(run.config)[k] != v)
-        raise CheckpointError(f"cannot resume: the checkpoint was trained with another config "
-                              f"(fields {changed} differ); pass its config (load_gan(path).config) instead")
+    check_resume_config(run.config, config, hint="load_gan(path).config")
     return run
 
 
@@ -351,8 +350,8 @@ def save_gan(path: str | Path, run: GANResult, *, optimizers: bool = True, **ext
     state = {"net_g": cpu(run.net_g.state_dict()), "net_d": cpu(run.net_d.state_dict())}
     if optimizers:
         state.update(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict(), scaler=run.scaler.state_dict())
-    if run.ema is not None:
-        state["ema"] = cpu(run.ema.model.state_dict())
+    if run.ema_model is not None:
+        state["ema"] = cpu(run.ema_model.state_dict())
     snapshots = {"steps": [s for s, _ in run.snapshots],
                  "images": torch.stack([images for _, images in run.snapshots]) if run.snapshots else None}
     return save_checkpoint(path, kind=GAN_KIND, config=run.config, state=state, step=run.steps,
@@ -368,13 +367,13 @@ def load_gan(path: str | Path, *, device: torch.device | str = "cpu") -> GANResu
     try:
         run.net_g.load_state_dict(state["net_g"])
         run.net_d.load_state_dict(state["net_d"])
-        if run.ema is not None:
-            run.ema.model.load_state_dict(state.get("ema", state["net_g"]))
+        if run.ema_model is not None:
+            run.ema_model.load_state_dict(state.get("ema", state["net_g"]))
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: the weights do not fit DCGANConfig{asdict(config)}: {e}") from e
     run.net_g.to(device), run.net_d.to(device)
-    if run.ema is not None:
-        run.ema.model.to(device)
+    if run.ema_model is not None:
+        run.ema_model.to(device)
     if "opt_g" in state:  # after .to(device): Adam's moments follow the parameters
         run.opt_g.load_state_dict(state["opt_g"])
         run.opt_d.load_state_dict(state["opt_d"])

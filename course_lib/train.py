@@ -22,7 +22,7 @@ from .downloads import atomic_write
 
 __all__ = [
     "Budget", "EMA", "TrainingDiverged", "CheckpointError",
-    "save_checkpoint", "load_checkpoint", "check_finite",
+    "save_checkpoint", "load_checkpoint", "check_finite", "check_resume_config",
 ]
 
 FORMAT_VERSION = 1
@@ -86,11 +86,12 @@ class EMA:
     warms up: it uses min(decay, (1 + step) / (10 + step)), so the early average forgets the random initial weights.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, *, average: torch.nn.Module | None = None):
+        """average: an averaged copy to go on updating (a run's `.ema_model`); default a fresh copy of `model`."""
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model = average if average is not None else copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int | None = None, *, decay: float | None = None) -> None:
@@ -104,6 +105,14 @@ class EMA:
     def warmup_decay(self, step: int) -> float:
         """The decay at update number `step` (from 0): min(decay, (1 + step) / (10 + step))."""
         return min(self.decay, (1 + step) / (10 + step))
+
+
+def check_resume_config(saved, config, *, hint: str) -> None:
+    """Resuming trains with the checkpoint's own config: raise CheckpointError naming the fields that differ."""
+    if asdict(saved) != asdict(config):
+        changed = sorted(k for k, v in asdict(config).items() if asdict(saved)[k] != v)
+        raise CheckpointError(f"cannot resume: the checkpoint was trained with another config "
+                              f"(fields {changed} differ); pass its config ({hint}) instead")
 
 
 class TrainingDiverged(RuntimeError):

@@ -345,13 +345,35 @@ def test_train_diffusion_tiny_run_logs_and_leaves_inputs_alone():
     before = images.clone()
     seen = []
     result = D.train_diffusion(config, images, labels, budget=Budget(max_steps=3), log_every=1,
-                               generator=torch.Generator().manual_seed(0), callback=lambda s, l, r: seen.append(s),
+                               generator=torch.Generator().manual_seed(0), callback=lambda run: seen.append(run.steps),
                                progress=False)
     assert result.steps == 3 and seen == [1, 2, 3] and result.history["step"] == [1, 2, 3]
     assert torch.equal(images, before)
     assert all(math.isfinite(v) for v in result.history["loss"])
     with pytest.raises(ValueError, match="labels"):
         D.train_diffusion(config, images, budget=Budget(max_steps=1), progress=False)
+
+
+def test_callback_sees_the_run_with_steps_history_and_ema_model_current():
+    """callback(run), as train_gan's: the run's steps and history are those of the step just logged."""
+    seen = []
+
+    def callback(run):
+        seen.append((run.steps, run.history["step"][-1], len(run.history["loss"]), run.seconds > 0))
+        assert isinstance(run.ema_model, torch.nn.Module) and not run.ema_model.training
+
+    D.train_diffusion(tiny_config(), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=4), log_every=2,
+                      generator=torch.Generator().manual_seed(0), callback=callback, progress=False)
+    assert seen == [(1, 1, 1, True), (2, 2, 2, True), (4, 4, 3, True)]
+
+
+def test_resume_refuses_a_config_that_differs_from_the_checkpoint(tmp_path):
+    path = tmp_path / "d.pt"
+    D.train_diffusion(tiny_config(), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1), checkpoint=path,
+                      progress=False)
+    with pytest.raises(CheckpointError, match=r"\['base_channels', 'lr'\] differ.*load_diffusion\(path\)\.config"):
+        D.train_diffusion(tiny_config(base_channels=4, lr=1e-2), torch.rand(8, 1, 8, 8), budget=Budget(max_steps=1),
+                          resume=path, progress=False)
 
 
 def test_training_keeps_the_weak_model_of_autoguidance_and_the_checkpoint_round_trips_it(tmp_path):
@@ -457,60 +479,111 @@ def test_sdedit_strength_bounds():
 
 
 # ---------------------------------------------------------------- checkpoints and the CLI
-def test_checkpoint_round_trip_and_wrong_kind(tmp_path):
+@pytest.fixture
+def saved_run(tmp_path):
+    """A v-prediction class-conditional tiny model saved at step 7, and the model itself."""
     config = tiny_config(num_classes=10, prediction="v")
     model = tiny_model(num_classes=10, prediction="v")
     history = {"step": [7], "loss": [0.5], "seconds": [1.0]}
     path = D.save_diffusion(tmp_path / "m.pt", D.DiffusionResult(model, model, config, history, steps=7, seconds=1.5))
+    return path, model, config, history
+
+
+def test_checkpoint_round_trip_keeps_config_steps_history_and_weights(saved_run):
+    path, model, config, history = saved_run
     loaded = D.load_diffusion(path)
     assert loaded.config == config and (loaded.steps, loaded.seconds, loaded.history) == (7, 1.5, history)
     assert loaded.weak_model is None and not loaded.ema_model.training
     xt, t, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 900]), torch.tensor([2, 10])
     with torch.no_grad():
         torch.testing.assert_close(loaded.ema_model(xt, t, y), model(xt, t, y), rtol=0, atol=0)
+
+
+def test_resume_from_a_checkpoint_path_continues_its_step_count(saved_run):
+    path, _, config, _ = saved_run
     more = D.train_diffusion(config, torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)), budget=Budget(max_steps=1),
                              resume=path, progress=False)  # a path resumes as the loaded run does
     assert more.steps == 8
+
+
+def test_load_diffusion_refuses_a_checkpoint_of_another_kind(tmp_path):
     save_checkpoint(tmp_path / "gan.pt", kind="dcgan", config={"z": 1}, state={})
     with pytest.raises(CheckpointError, match="'dcgan'"):
         D.load_diffusion(tmp_path / "gan.pt")
 
 
-def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cli_checkpoints(tmp_path_factory):
+    """One conditional and one unconditional 2-step run, trained once through the CLI for every CLI test."""
     from course_lib import commands as cli
+
+    folder = tmp_path_factory.mktemp("diffusion_cli")
+    cond, uncond = folder / "d.pt", folder / "u.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_OFFLINE", "1")
+        patch.setenv("COURSE_PROGRESS", "0")
+        codes = (cli.main(["diffusion", "train", "--profile", "smoke", "--steps", "2", "--out", str(cond),
+                           "--conditional", "--device", "cpu"]),
+                 cli.main(["diffusion", "train", "--profile", "smoke", "--steps", "2", "--out", str(uncond),
+                           "--device", "cpu"]))
+    return {"cond": cond, "uncond": uncond, "codes": codes}
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    from course_lib import commands
 
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("COURSE_PROGRESS", "0")
-    ckpt = tmp_path / "d.pt"
-    assert cli.main(["diffusion", "train", "--profile", "smoke", "--steps", "2", "--out", str(ckpt),
-                     "--conditional", "--device", "cpu"]) == 0
-    assert ckpt.is_file() and ckpt.with_suffix(".json").is_file()
+    return commands
+
+
+def test_cli_train_writes_the_checkpoint_and_its_record(cli_checkpoints):
+    assert cli_checkpoints["codes"] == (0, 0)
+    for ckpt in (cli_checkpoints["cond"], cli_checkpoints["uncond"]):
+        assert ckpt.is_file() and ckpt.with_suffix(".json").is_file()
+
+
+def test_cli_sample_with_a_label_and_guidance_draws_images_in_range(cli, cli_checkpoints, tmp_path):
     out = tmp_path / "s.pt"
-    assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "2", "--n", "3", "--label", "4",
-                     "--guidance", "2", "--out", str(out), "--device", "cpu"]) == 0
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(cli_checkpoints["cond"]), "--steps", "2", "--n", "3",
+                     "--label", "4", "--guidance", "2", "--out", str(out), "--device", "cpu"]) == 0
     samples = torch.load(out, weights_only=True)
     assert samples.shape == (3, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
-    assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "1001", "--n", "1",
-                     "--out", str(out)]) == 2  # more steps than T: a clear error, exit code 2
-    assert cli.main(["diffusion", "sample", "--checkpoint", str(ckpt), "--steps", "2", "--n", "1", "--label", "12",
-                     "--out", str(out)]) == 2
-    uncond = tmp_path / "u.pt"  # unconditional: --guidance means autoguidance by the stored weak model
-    assert cli.main(["diffusion", "train", "--profile", "smoke", "--steps", "2", "--out", str(uncond),
-                     "--device", "cpu"]) == 0
-    assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
+
+
+def test_cli_sample_refuses_more_steps_than_t(cli, cli_checkpoints, tmp_path):
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(cli_checkpoints["cond"]), "--steps", "1001", "--n", "1",
+                     "--out", str(tmp_path / "s.pt")]) == 2  # more steps than T: a clear error, exit code 2
+
+
+def test_cli_sample_refuses_a_label_out_of_range(cli, cli_checkpoints, tmp_path):
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(cli_checkpoints["cond"]), "--steps", "2", "--n", "1",
+                     "--label", "12", "--out", str(tmp_path / "s.pt")]) == 2
+
+
+def test_cli_sample_unconditional_guidance_autoguides_by_the_stored_weak_model(cli, cli_checkpoints, tmp_path):
+    out = tmp_path / "s.pt"
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(cli_checkpoints["uncond"]), "--steps", "2", "--n", "2",
                      "--guidance", "3", "--out", str(out), "--device", "cpu"]) == 0
     assert torch.load(out, weights_only=True).shape == (2, 1, 28, 28)
-    drawn = {}
-    for guidance in (None, "1"):  # autoguided by default; --guidance 1 is the model alone
-        assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2", "--out",
-                         str(out), "--device", "cpu"] + (["--guidance", guidance] if guidance else [])) == 0
+
+
+def test_cli_sample_autoguides_by_default_and_guidance_1_is_the_model_alone(cli, cli_checkpoints, tmp_path):
+    out, drawn = tmp_path / "s.pt", {}
+    for guidance in (None, "1"):
+        assert cli.main(["diffusion", "sample", "--checkpoint", str(cli_checkpoints["uncond"]), "--steps", "2", "--n",
+                         "2", "--out", str(out), "--device", "cpu"] + (["--guidance", guidance] if guidance else [])) == 0
         drawn[guidance] = torch.load(out, weights_only=True)
     assert not torch.equal(drawn[None], drawn["1"])
-    run = D.load_diffusion(uncond)
+
+
+def test_cli_sample_refuses_guidance_on_an_old_checkpoint_without_a_weak_model(cli, cli_checkpoints, tmp_path):
+    run = D.load_diffusion(cli_checkpoints["uncond"])
     run.weak_model = None
-    D.save_diffusion(uncond, run)  # as an older checkpoint, without the weak model
-    assert cli.main(["diffusion", "sample", "--checkpoint", str(uncond), "--steps", "2", "--n", "2",
-                     "--guidance", "3", "--out", str(out)]) == 2
+    old = D.save_diffusion(tmp_path / "old.pt", run)  # as an older checkpoint, without the weak model
+    assert cli.main(["diffusion", "sample", "--checkpoint", str(old), "--steps", "2", "--n", "2",
+                     "--guidance", "3", "--out", str(tmp_path / "s.pt")]) == 2
 
 
 # ---------------------------------------------------------------- the notebook's self-checks

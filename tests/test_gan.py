@@ -126,24 +126,58 @@ def test_losses_are_stable_at_extreme_logits_and_non_saturating():
 
 
 # ---------------------------------------------------------------- training
-def test_short_seeded_training_lowers_the_loss_and_is_reproducible(monkeypatch):
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
-    data = tiny_digits()
-
+@pytest.fixture(scope="module")
+def seeded_runs():
+    """The same seeded 30-step training, run twice: shared by the training tests below."""
     def train():
-        return gan.train_gan(tiny_config(lr_d=2e-3), data, budget=Budget(max_steps=30), log_every=1,
+        torch.manual_seed(0)
+        return gan.train_gan(tiny_config(lr_d=2e-3), tiny_digits(), budget=Budget(max_steps=30), log_every=1,
                              generator=torch.Generator().manual_seed(0))
 
-    torch.manual_seed(0)
-    run = train()
-    loss_d = run.history["loss_d"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_PROGRESS", "0")
+        return train(), train()
+
+
+def test_short_seeded_training_lowers_the_discriminator_loss(seeded_runs):
+    loss_d = seeded_runs[0].history["loss_d"]
     assert sum(loss_d[-5:]) / 5 < loss_d[0] < 2 * math.log(2) + 0.1  # D learns to tell bars from noise
+
+
+def test_training_counts_steps_and_images_seen(seeded_runs):
+    run = seeded_runs[0]
     assert run.steps == 30 and run.images_seen == 30 * 8
+
+
+def test_training_history_has_every_key_and_probabilities_in_range(seeded_runs):
+    run = seeded_runs[0]
     assert set(run.history) == {"step", "seconds", "loss_d", "loss_g", "d_real", "d_fake"}
     assert all(0 <= p <= 1 for p in run.history["d_real"] + run.history["d_fake"])
+
+
+def test_training_snapshots_span_the_first_and_last_step(seeded_runs):
+    run = seeded_runs[0]
     assert len(run.snapshots) >= 2 and run.snapshots[0][0] == 0 and run.snapshots[-1][0] == 30
-    torch.manual_seed(0)
-    again = train()
+
+
+def test_callback_sees_the_run_with_steps_and_history_current(monkeypatch):
+    """callback(run), as train_diffusion's: the run's steps and history are those of the step just logged."""
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    seen = []
+    gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), log_every=2,
+                  callback=lambda run: seen.append((run.steps, run.history["step"][-1], len(run.history["loss_d"]))))
+    assert seen == [(1, 1, 1), (2, 2, 2), (4, 4, 3)]
+
+
+def test_the_run_keeps_the_ema_generator_as_ema_model_and_samples_from_it(seeded_runs):
+    run = seeded_runs[0]
+    assert isinstance(run.ema_model, gan.Generator) and not run.ema_model.training
+    assert run.sampler is run.ema_model and run.ema_model is not run.net_g
+    assert gan.build_gan(tiny_config(ema_decay=0.0)).ema_model is None  # EMA off: sample from G itself
+
+
+def test_seeded_training_is_reproducible(seeded_runs):
+    run, again = seeded_runs
     assert again.history["loss_g"] == run.history["loss_g"]
 
 
@@ -207,41 +241,71 @@ def test_float16_checkpoint_keeps_the_loss_scale_and_resumes(tmp_path, monkeypat
     assert gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=1), resume=loaded).steps == 3
 
 
-def test_checkpoint_round_trip_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
-    path = tmp_path / "g.pt"
-    torch.manual_seed(0)
-    run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), checkpoint=path,
-                        generator=torch.Generator().manual_seed(0))
+@pytest.fixture(scope="module")
+def checkpointed_run(tmp_path_factory):
+    """A seeded 4-step run and its checkpoint, then 2 more steps resumed from a copy of it: trained once for the
+    checkpoint tests, which only read them."""
+    folder = tmp_path_factory.mktemp("gan_checkpoint")
+    path, resumed = folder / "g.pt", folder / "resumed.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_PROGRESS", "0")
+        torch.manual_seed(0)
+        run = gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=4), checkpoint=path,
+                            generator=torch.Generator().manual_seed(0))
+        resumed.write_bytes(path.read_bytes())
+        more = gan.train_gan(run.config, tiny_digits(), budget=Budget(max_steps=2), resume=resumed,
+                             checkpoint=resumed)
+    return run, path, more, resumed
+
+
+def test_checkpoint_round_trip_keeps_config_steps_history_and_samples(checkpointed_run):
+    run, path, _, _ = checkpointed_run
     loaded = gan.load_gan(path)
     assert loaded.config == run.config and loaded.steps == 4 and loaded.history == run.history
     z = torch.randn(3, 8)
     torch.testing.assert_close(gan.sample(loaded.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
     torch.testing.assert_close(loaded.fixed_noise, run.fixed_noise)
-    more = gan.train_gan(loaded.config, tiny_digits(), budget=Budget(max_steps=2), resume=path, checkpoint=path)
-    assert more.steps == 6 and gan.load_gan(path).steps == 6
+
+
+def test_resume_continues_the_step_count_history_and_clock(checkpointed_run):
+    run, _, more, resumed = checkpointed_run
+    assert more.steps == 6 and gan.load_gan(resumed).steps == 6
     assert more.history["step"][-1] == 6 and more.seconds >= run.seconds
+
+
+def test_slim_checkpoint_is_smaller_samples_the_same_and_resumes(checkpointed_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    run, _, _, resumed = checkpointed_run
     slim = gan.save_gan(tmp_path / "slim.pt", run, optimizers=False)  # shipped checkpoints: no Adam moments
-    assert slim.stat().st_size < 0.8 * path.stat().st_size
+    assert slim.stat().st_size < 0.8 * resumed.stat().st_size
     from_slim = gan.load_gan(slim)
+    z = torch.randn(3, 8)
     torch.testing.assert_close(gan.sample(from_slim.sampler, z=z), gan.sample(run.sampler, z=z), rtol=0, atol=0)
     assert gan.train_gan(from_slim.config, tiny_digits(), budget=Budget(max_steps=1), resume=slim).steps == 5
 
 
-def test_wrong_kind_or_config_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
+def test_load_gan_refuses_a_checkpoint_of_another_kind(tmp_path):
     other = tmp_path / "other.pt"
     save_checkpoint(other, kind="diffusion", config={"a": 1}, state={})
     with pytest.raises(CheckpointError, match="'diffusion'"):
         gan.load_gan(other)
+
+
+def test_load_gan_names_an_unknown_config_field(tmp_path):
     foreign = tmp_path / "foreign.pt"
     save_checkpoint(foreign, kind="gan", config={"image_size": 28, "num_layers": 3}, state={})
     with pytest.raises(CheckpointError, match="num_layers"):
         gan.load_gan(foreign)
-    path = tmp_path / "g.pt"
-    gan.train_gan(tiny_config(), tiny_digits(), budget=Budget(max_steps=1), checkpoint=path)
+
+
+def test_resume_refuses_a_config_that_differs_from_the_checkpoint(checkpointed_run):
+    _, path, _, _ = checkpointed_run
     with pytest.raises(CheckpointError, match="g_channels"):
         gan.train_gan(tiny_config(g_channels=8), tiny_digits(), budget=Budget(max_steps=1), resume=path)
+
+
+def test_train_gan_refuses_data_not_prepared_for_the_image_size(monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
     with pytest.raises(ValueError, match="prepare_mnist"):
         gan.train_gan(tiny_config(image_size=32), tiny_digits(), budget=Budget(max_steps=1))
 
@@ -356,57 +420,121 @@ def test_toy_pictures_budget_and_threads(monkeypatch):
     plt.close("all")
 
 
-def test_gan_exercise_checks_pass_the_reference_once_and_explain_mistakes(capsys, monkeypatch):
+@pytest.fixture
+def checks(monkeypatch):
     from course_lib import checks
 
     monkeypatch.delenv("COURSE_CHECKS_STRICT", raising=False)
+    return checks
+
+
+def test_loss_checks_pass_the_reference_with_one_verdict_each(checks, capsys):
     assert checks.check_discriminator_loss(gan.discriminator_loss)
     assert checks.check_generator_loss(gan.generator_loss)
     assert capsys.readouterr().out.count("correct") == 2  # one verdict per check
+
+
+def test_discriminator_loss_check_catches_the_unstable_sigmoid_version(checks, capsys):
     assert not checks.check_discriminator_loss(  # through sigmoid: right on moderate logits, wrong at |u| = 60
         lambda r, f: -(torch.log(torch.sigmoid(r)).mean() + torch.log(1 - torch.sigmoid(f)).mean()))
     assert "confident" in capsys.readouterr().out
+
+
+def test_generator_loss_check_catches_the_minimax_loss(checks, capsys):
     assert not checks.check_generator_loss(gan.minimax_generator_loss)
     assert "minimax" in capsys.readouterr().out
+
+
+def test_conv_output_size_check_needs_the_transposed_case(checks):
     assert checks.check_conv_output_size(lambda n, k, s, p, t: (n - 1) * s - 2 * p + k if t else (n + 2 * p - k) // s + 1)
     assert not checks.check_conv_output_size(lambda n, k, s, p, t: (n + 2 * p - k) // s + 1)
+
+
+def test_slerp_check_passes_slerp_and_catches_lerp(checks):
     assert checks.check_slerp(lambda z0, z1, t: gan_edit.slerp(z0, z1, t))
     assert not checks.check_slerp(lambda z0, z1, t: gan_edit.lerp(z0, z1, t))
 
 
 # ---------------------------------------------------------------- command line
-def test_cli_tiny_train_and_sample(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cli_checkpoint(tmp_path_factory):
+    """A 2-step smoke run, trained once through the CLI for the CLI tests; with its exit code."""
     from course_lib import commands as cli
+
+    ckpt = tmp_path_factory.mktemp("gan_cli") / "g.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_OFFLINE", "1")
+        patch.setenv("COURSE_PROGRESS", "0")
+        code = cli.main(["gan", "train", "--profile", "smoke", "--steps", "2", "--out", str(ckpt), "--device", "cpu"])
+    return ckpt, code
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    from course_lib import commands
 
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("COURSE_PROGRESS", "0")
-    ckpt = tmp_path / "g.pt"
-    assert cli.main(["gan", "train", "--profile", "smoke", "--steps", "2", "--out", str(ckpt), "--device", "cpu"]) == 0
+    return commands
+
+
+def test_cli_train_writes_the_checkpoint_and_its_record(cli_checkpoint):
+    ckpt, code = cli_checkpoint
+    assert code == 0
     assert ckpt.is_file() and ckpt.with_suffix(".json").is_file()
+
+
+def test_cli_sample_writes_a_tensor_of_images_in_range(cli, cli_checkpoint, tmp_path):
     out = tmp_path / "s.pt"
-    assert cli.main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "3", "--out", str(out)]) == 0
+    assert cli.main(["gan", "sample", "--checkpoint", str(cli_checkpoint[0]), "--n", "3", "--out", str(out)]) == 0
     samples = torch.load(out, weights_only=True)
     assert samples.shape == (3, 1, 32, 32) and samples.min() >= -1 and samples.max() <= 1
-    assert cli.main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
-    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_cli_sample_writes_a_png_grid(cli, cli_checkpoint, tmp_path):
+    png = tmp_path / "s.png"
+    assert cli.main(["gan", "sample", "--checkpoint", str(cli_checkpoint[0]), "--n", "4", "--out", str(png)]) == 0
+    assert png.stat().st_size > 0
+
+
+def test_cli_sample_refuses_a_missing_checkpoint(cli, tmp_path):
     assert cli.main(["gan", "sample", "--checkpoint", str(tmp_path / "missing.pt"), "--n", "1",
-                     "--out", str(out)]) == 2
+                     "--out", str(tmp_path / "s.pt")]) == 2
 
 
-def test_cli_train_sets_the_widths_and_latent_size_and_refuses_them_on_resume(tmp_path, monkeypatch, capsys):
+SIZES = ["--latent-dim", "3", "--g-channels", "5", "--d-channels", "6"]
+
+
+@pytest.fixture(scope="module")
+def sized_checkpoint(tmp_path_factory):
+    """A 1-step CLI run with the widths and latent size set on the command line; with its exit code."""
     from course_lib import commands as cli
 
-    monkeypatch.setenv("COURSE_OFFLINE", "1")
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
-    ckpt = tmp_path / "g.pt"
-    sizes = ["--latent-dim", "3", "--g-channels", "5", "--d-channels", "6"]
-    assert cli.main(["gan", "train", "--profile", "smoke", "--steps", "1", "--out", str(ckpt), *sizes]) == 0
+    ckpt = tmp_path_factory.mktemp("gan_cli_sizes") / "g.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_OFFLINE", "1")
+        patch.setenv("COURSE_PROGRESS", "0")
+        code = cli.main(["gan", "train", "--profile", "smoke", "--steps", "1", "--out", str(ckpt), *SIZES])
+    return ckpt, code
+
+
+def test_cli_train_sets_the_widths_and_latent_size(sized_checkpoint):
+    ckpt, code = sized_checkpoint
+    assert code == 0
     config = gan.load_gan(ckpt).config
     assert (config.latent_dim, config.g_channels, config.d_channels) == (3, 5, 6)
     assert config.batch_size == gan.DCGANConfig().batch_size  # the other fields keep their defaults
-    assert " ".join(sizes) in json.loads(ckpt.with_suffix(".json").read_text())["command"]
+
+
+def test_cli_train_records_the_sizes_in_the_command(sized_checkpoint):
+    assert " ".join(SIZES) in json.loads(sized_checkpoint[0].with_suffix(".json").read_text())["command"]
+
+
+def test_cli_train_refuses_sizes_on_resume(cli, sized_checkpoint, tmp_path, capsys):
+    ckpt = sized_checkpoint[0]
     capsys.readouterr()
-    assert cli.main(["gan", "train", "--steps", "1", "--out", str(ckpt), "--resume", str(ckpt), "--g-channels", "5"]) == 2
+    assert cli.main(["gan", "train", "--steps", "1", "--out", str(tmp_path / "g.pt"), "--resume", str(ckpt),
+                     "--g-channels", "5"]) == 2
     assert "--resume trains with the checkpoint's own config" in capsys.readouterr().err
 
 

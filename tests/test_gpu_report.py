@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ("-m", "course_lib", "gpu-report")
@@ -51,19 +53,41 @@ def test_without_cuda_it_stops_before_the_course_s_modules_load(monkeypatch, cap
     assert not {"course_lib.gpu_report", "course_lib.gan", "course_lib.diffusion"} & (set(sys.modules) - before)
 
 
-def test_smoke_run_prints_the_table_and_writes_every_key(tmp_path):
-    out = tmp_path / "bench" / "gpu.json"
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    """`gpu-report --smoke` run once, CUDA hidden: (the finished process, the JSON report or None)."""
+    out = tmp_path_factory.mktemp("gpu_report") / "bench" / "gpu.json"
     done, _ = _run("--smoke", "--out", str(out), timeout=300)
+    return done, json.loads(out.read_text()) if out.is_file() else None
+
+
+def test_smoke_run_exits_0_and_writes_every_key(smoke_report):
+    done, report = smoke_report
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(out.read_text())
     assert EXPECTED_KEYS <= set(report)
+
+
+def test_smoke_run_on_a_cpu_reports_no_compute_capability(smoke_report):
+    report = smoke_report[1]
     assert report["device_type"] == "cpu" and report["compute_capability"] is None
+
+
+def test_smoke_run_times_every_stage_without_gpu_memory_on_a_cpu(smoke_report):
+    report = smoke_report[1]
     assert set(report["stages"]) == STAGES
     assert all(s["seconds"] > 0 and s["peak_mib"] is None for s in report["stages"].values())  # no GPU memory on CPU
+
+
+def test_smoke_run_rows_cover_every_group_and_figure(smoke_report):
+    report = smoke_report[1]
     groups = {row["group"] for row in report["rows"]}
     assert groups == {"plan", "gan", "diffusion", "style", "total"}
     whats = " | ".join(row["what"] for row in report["rows"])
     for figure in ("FID", "recognizable", "classes", "training throughput", "sampling throughput", "autoguidance",
                    "L-BFGS steps", "full: 300 s", "full: 900 s"):
         assert figure in whats, figure
-    assert "group" in done.stdout and "figure" in done.stdout and "the whole report" in done.stdout  # the table
+
+
+def test_smoke_run_prints_the_table(smoke_report):
+    stdout = smoke_report[0].stdout
+    assert "group" in stdout and "figure" in stdout and "the whole report" in stdout  # the table

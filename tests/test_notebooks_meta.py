@@ -156,21 +156,44 @@ def test_each_edition_badge_opens_its_own_path():
     assert "/blob/main/notebooks/solutions/01_gan.ipynb)" in colab.badge_line(colab.notebook_path(solution))
 
 
-def test_write_repairs_badge_and_repo_url_then_check_passes(tmp_path):
+@pytest.fixture(scope="module")
+def repaired(tmp_path_factory):
+    """A notebook with a wrong badge and an old repository URL, checked then repaired once by tools/colab.py.
+
+    Returns (the broken notebook, its path, problems found before, the --check run, the --write run)."""
     nb = _read(FIXTURE)
     nb.cells[0].source = nb.cells[0].source.replace("98_exercise", "01_gan")  # a badge copied from another notebook
     nb.cells.insert(1, nbformat.v4.new_code_cell(colab.SETUP_CELL.replace(colab.REPO_URL, "https://github.com/old/place")))
-    path = tmp_path / FIXTURE.name
+    path = tmp_path_factory.mktemp("colab_write") / FIXTURE.name
     nbformat.write(nb, path)
     tool = [sys.executable, str(ROOT / "tools" / "colab.py")]
-    assert len(colab.problems(path)) == 2
+    problems = colab.problems(path)
     checked = subprocess.run(tool + ["--check", str(path)], capture_output=True, text=True, timeout=60)
+    written = subprocess.run(tool + ["--write", str(path)], capture_output=True, timeout=60)
+    return nb, path, problems, checked, written
+
+
+def test_check_finds_the_wrong_badge_and_the_old_setup_cell(repaired):
+    _, _, problems, checked, _ = repaired
+    assert len(problems) == 2
     assert checked.returncode == 1 and "Colab badge" in checked.stdout and "setup cell" in checked.stdout
-    assert subprocess.run(tool + ["--write", str(path)], capture_output=True, timeout=60).returncode == 0
+
+
+def test_write_repairs_badge_and_repo_url_then_check_passes(repaired):
+    _, path, _, _, written = repaired
+    assert written.returncode == 0
     assert colab.problems(path) == []
+
+
+def test_write_keeps_the_other_cells_and_drops_the_old_url(repaired):
+    nb, path, _, _, _ = repaired
     fixed = _read(path)
     assert len(fixed.cells) == len(nb.cells) and fixed.cells[2].source == nb.cells[2].source
     assert "https://github.com/old/place" not in fixed.cells[1].source
+
+
+def test_fix_leaves_a_repaired_notebook_byte_for_byte(repaired):
+    path = repaired[1]
     before = path.read_bytes()
     assert colab.fix(path) is False and path.read_bytes() == before
 

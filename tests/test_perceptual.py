@@ -50,14 +50,26 @@ def test_receptive_field_of_known_layers():
         receptive_field("conv6_1")
 
 
-def test_named_layers_shapes_and_truncation():
+@pytest.fixture(scope="module")
+def three_layers():
+    """VGG19Features for three named layers (random weights) and its outputs for a (2, 3, 16, 24) batch."""
     vgg = VGG19Features(None, layers=["relu1_1", "pool2", "conv3_1"])
-    out = vgg(torch.rand(2, 3, 16, 24))
+    return vgg, vgg(torch.rand(2, 3, 16, 24))
+
+
+def test_named_layers_return_one_feature_map_each_with_its_shape(three_layers):
+    out = three_layers[1]
     assert set(out) == {"relu1_1", "pool2", "conv3_1"}
     assert out["relu1_1"].shape == (2, 64, 16, 24)
     assert out["pool2"].shape == (2, 128, 4, 6)
     assert out["conv3_1"].shape == (2, 256, 4, 6)
-    assert list(vgg.body)[-1] == "conv3_1"  # nothing built past the deepest requested layer
+
+
+def test_nothing_is_built_past_the_deepest_requested_layer(three_layers):
+    assert list(three_layers[0].body)[-1] == "conv3_1"
+
+
+def test_layer_names_cover_16_convs_with_their_relus_and_5_pools():
     assert len(LAYER_NAMES) == 16 * 2 + 5
 
 

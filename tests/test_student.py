@@ -99,27 +99,55 @@ def test_unbalanced_markers_name_the_notebook_and_cell(source, words):
     assert "notebooks/07_broken.ipynb, cell 2" in str(error.value)
 
 
-def test_fixture_build_has_no_solution_and_no_outputs(tmp_path):
+@pytest.fixture(scope="module")
+def fixture_build(tmp_path_factory):
+    """The fixture notebook built once into an output folder that held a stale notebook: (source, written, built)."""
+    folder = tmp_path_factory.mktemp("student_build")
     source = nbformat.read(FIXTURE, as_version=4)
-    secrets = _solution_lines(source)
-    assert {"doubled = x * 2", "energy = (row ** 2).sum()", "rows.append(energy)"} <= secrets
-    (tmp_path / "src").mkdir()
-    nbformat.write(source, tmp_path / "src" / FIXTURE.name)
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "stale.ipynb").write_text("{}")
-    written = student.build(tmp_path / "src", tmp_path / "out")
-    assert [p.name for p in written] == [FIXTURE.name] and sorted(p.name for p in (tmp_path / "out").iterdir()) == [FIXTURE.name]
+    (folder / "src").mkdir()
+    nbformat.write(source, folder / "src" / FIXTURE.name)
+    (folder / "out").mkdir()
+    (folder / "out" / "stale.ipynb").write_text("{}")
+    written = student.build(folder / "src", folder / "out")
+    return source, written, folder / "out"
+
+
+def test_the_fixture_has_solution_lines_to_hide():
+    assert {"doubled = x * 2", "energy = (row ** 2).sum()", "rows.append(energy)"} <= \
+        _solution_lines(nbformat.read(FIXTURE, as_version=4))
+
+
+def test_build_writes_each_notebook_and_removes_stale_ones(fixture_build):
+    _, written, out = fixture_build
+    assert [p.name for p in written] == [FIXTURE.name] and sorted(p.name for p in out.iterdir()) == [FIXTURE.name]
+
+
+def test_build_writes_a_valid_notebook_without_solution_lines_or_markers(fixture_build):
+    source, written, _ = fixture_build
     nb = nbformat.read(written[0], as_version=4)
     nbformat.validate(nb)
     text = _text(nb)
-    assert not [line for line in secrets if line in text]
+    assert not [line for line in _solution_lines(source) if line in text]
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+
+
+def test_build_stubs_each_exercise_and_keeps_its_hints(fixture_build):
+    text = _text(nbformat.read(fixture_build[1][0], as_version=4))
     assert _stubs(text) == 3
     assert "# Hint: one multiplication; do not change x in place." in text and "# Hint: square, then sum." in text
+
+
+def test_build_clears_outputs_and_notebook_metadata_but_keeps_exercise_tags(fixture_build):
+    nb = nbformat.read(fixture_build[1][0], as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
     assert set(nb.metadata) <= {"kernelspec", "language_info"} and "kernelspec" in nb.metadata
     assert code[1].metadata == {"tags": ["exercise"]}
+
+
+def test_build_keeps_markdown_cells_as_they_are(fixture_build):
+    source, written, _ = fixture_build
+    nb = nbformat.read(written[0], as_version=4)
     assert [cell.source for cell in nb.cells if cell.cell_type == "markdown"] == \
            [cell.source for cell in source.cells if cell.cell_type == "markdown"]
 
