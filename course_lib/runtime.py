@@ -176,15 +176,15 @@ def grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.G
 
 # What COURSE_TIME_SCALE shrinks (each to at least its floor); image sizes, widths and code paths stay the profile's.
 SCALED_SECONDS = ("gan_seconds", "diffusion_seconds")
-SCALED_STEPS = {"gan_steps": 1, "diffusion_steps": 1, "inversion_steps": 1, "style_steps": 1,
+SCALED_COUNTS = {"gan_steps": 1, "diffusion_steps": 1, "inversion_steps": 1, "style_steps": 1,
                 "feature_inversion_steps": 1, "sample_steps": 10, "reference_steps": 50,
                 "judge_samples": 200}  # sampling steps and samples too: the full U-Net samples ~10x slower on a CPU
 
 
 def get_profile(name: str | None = None, device: torch.device | str | None = None,
                 time_scale: float | None = None) -> Profile:
-    """The named profile, else COURSE_PROFILE, else `full` on CUDA and `quick` on CPU/MPS; its time and iteration
-    budgets multiplied by `time_scale`, else COURSE_TIME_SCALE, else 1 (`make rehearse` runs `full` on a CPU so)."""
+    """The named profile, else COURSE_PROFILE, else `full` on CUDA and `quick` on CPU/MPS; its time, iteration and
+    sample budgets multiplied by `time_scale`, else COURSE_TIME_SCALE, else 1 (`make rehearse` runs `full` so)."""
     name = name or os.environ.get("COURSE_PROFILE") or None
     if name is None:
         device = torch.device(device) if device is not None else get_device()
@@ -205,12 +205,12 @@ def _env_time_scale() -> float:
 
 def scale_profile(profile: Profile, time_scale: float) -> Profile:
     """`profile` with its seconds, iteration and sample budgets times `time_scale`, none below its floor in
-    SCALED_STEPS (nor above its own value)."""
+    SCALED_COUNTS (nor above its own value)."""
     if not 0.0 < time_scale <= 1.0:
         raise ValueError(f"time scale must be in (0, 1], got {time_scale}: it only shortens budgets")
     seconds = {key: getattr(profile, key) * time_scale for key in SCALED_SECONDS}
     steps = {key: min(getattr(profile, key), max(floor, round(getattr(profile, key) * time_scale)))
-             for key, floor in SCALED_STEPS.items() if getattr(profile, key) is not None}
+             for key, floor in SCALED_COUNTS.items() if getattr(profile, key) is not None}
     return replace(profile, **seconds, **steps, time_scale=profile.time_scale * time_scale)
 
 
