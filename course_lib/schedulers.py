@@ -22,20 +22,28 @@ import torch
 from .runtime import check_choice
 
 __all__ = [
-    "BETA_SCHEDULES", "PREDICTIONS", "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
+    "BETA_SCHEDULES", "PREDICTIONS", "LINEAR_MIN_STEPS", "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
     "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
     "DDPMScheduler", "DDIMScheduler", "SAMPLERS", "scheduler_for",
 ]
 
 BETA_SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "x0", "v")  # what the network is trained to output
+LINEAR_MIN_STEPS = 21  # the linear schedule's last beta, 0.02 * 1000 / T, is < 1 only for T > 20
 
 
 def linear_beta_schedule(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """Ho et al. 2020, Sec. 4: beta_t rises linearly from 1e-4 to 0.02 over T = 1000 steps. (T,) float64.
 
-    The end points are rescaled by 1000 / T so that other T give about the same alpha_bar curve.
+    The end points are rescaled by 1000 / T so that other T give about the same alpha_bar curve. The last
+    beta is then 20 / T, which reaches 1 at T = 20 (alpha_bar hits 0, then turns negative and its square root
+    NaN), so T must be at least `LINEAR_MIN_STEPS` = 21; use the cosine schedule for fewer steps.
     """
+    if num_steps < LINEAR_MIN_STEPS:
+        raise ValueError(
+            f"the linear schedule needs T >= {LINEAR_MIN_STEPS} steps, got T = {num_steps}: its betas are rescaled "
+            f"by 1000 / T, so the last one, {beta_end} * 1000 / T, reaches 1 and alpha_bar becomes 0 or NaN. "
+            f"Use T >= {LINEAR_MIN_STEPS} or the cosine schedule (beta_schedule='cosine'), which works for any T >= 2")
     scale = 1000 / num_steps
     return torch.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=torch.float64)
 
