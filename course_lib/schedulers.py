@@ -126,8 +126,10 @@ class _Scheduler:
         self.set_timesteps(num_train_timesteps)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
-        """Sample with `num_inference_steps` evenly spaced steps from T-1 down to 0 ("trailing" spacing,
-        Lin et al. 2024: the first step is always the pure-noise step T-1)."""
+        """Sample with `num_inference_steps` evenly spaced steps from T-1 down to 0, rounded: diffusers'
+        "linspace" spacing (T = 1000, 50 steps: 999, 979, ..., 20, 0). Both ends are always sampled: the first
+        step is the pure-noise step T-1, the last is step 0. (Not "trailing", Lin et al. 2024: that grid
+        is T - 1, T - 1 - T/n, ... and stops at T/n - 1, here 999, 979, ..., 39, 19.)"""
         T = self.num_train_timesteps
         if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
             raise ValueError(f"number of sampling steps must be an int in [1, {T}] (the model's T), "

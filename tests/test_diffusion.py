@@ -172,8 +172,11 @@ def test_ddim_eta1_over_all_steps_is_the_ddpm_step(prediction):
     torch.testing.assert_close(step1, step2, rtol=1e-4, atol=1e-5)
 
 
-def test_set_timesteps_trailing_and_errors():
+def test_set_timesteps_linspace_spacing_and_errors():
     scheduler = schedulers.DDIMScheduler(T)
+    scheduler.set_timesteps(50)  # diffusers' "linspace": round(linspace(0, T - 1, n)) reversed; "trailing" ends at 19
+    grid = scheduler.timesteps.tolist()
+    assert grid[:3] == [999, 979, 958] and grid[-3:] == [41, 20, 0] and len(set(grid)) == 50
     scheduler.set_timesteps(4)
     assert scheduler.timesteps.tolist() == [999, 666, 333, 0]
     assert [scheduler.previous_timestep(t) for t in (999, 666, 333, 0)] == [666, 333, 0, -1]
