@@ -203,7 +203,12 @@ class DDPMScheduler(_Scheduler):
 
 class DDIMScheduler(_Scheduler):
     """Song et al. 2021 (DDIM): a non-Markovian sampler of the same trained model. eta = 0 is deterministic;
-    eta = 1 over all T steps is DDPM."""
+    eta = 1 over all T steps is DDPM.
+
+    The eps of the step is re-derived from the clipped x0_pred (not the network's own eps), so that x0_pred and
+    eps describe the same x_t: diffusers' `DDIMScheduler.step(..., use_clipped_model_output=True)` (its default,
+    False, pairs the clipped x0 with the unclipped eps). With `clip_sample=False` the two are the same.
+    """
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "cosine", *, eta: float = 0.0,
                  prediction: str = "eps", clip_sample: bool = True):
@@ -218,6 +223,7 @@ class DDIMScheduler(_Scheduler):
         # 1. alpha_bar at this step and the previous one (1 after the last step)
         ab_t, ab_prev = self.alpha_bar_at(t, x), self.alpha_bar_at(prev, x)
         # 2. predicted x0 ("predicted x_0" in eq. 12), clipped, and the eps that points from it to x_t
+        #    (eps from the clipped x0: diffusers' use_clipped_model_output=True)
         x0_pred = self.predict_x0(model_output, t, x)
         eps = predict_eps(x0_pred, x, ab_t)
         # 3. sigma_t(eta), eq. 16: eta * sqrt((1 - ab_prev) / (1 - ab_t)) * sqrt(1 - ab_t / ab_prev)
