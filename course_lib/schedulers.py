@@ -22,7 +22,8 @@ import torch
 from .runtime import check_choice
 
 __all__ = [
-    "BETA_SCHEDULES", "PREDICTIONS", "LINEAR_MIN_STEPS", "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
+    "BETA_SCHEDULES", "PREDICTIONS", "LINEAR_MIN_STEPS",
+    "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
     "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
     "DDPMScheduler", "DDIMScheduler", "SAMPLERS", "scheduler_for",
 ]
@@ -183,7 +184,12 @@ def _gen_device(generator: torch.Generator | None, x: torch.Tensor) -> torch.dev
 
 class DDPMScheduler(_Scheduler):
     """Ancestral sampling from p(x_{t-1} | x_t) (Ho et al. 2020, Algorithm 2), on any subset of the T steps
-    (with fewer steps the betas are those of the respaced chain, Nichol & Dhariwal 2021, Sec. 4)."""
+    (with fewer steps the betas are those of the respaced chain, Nichol & Dhariwal 2021, Sec. 4).
+
+    Algorithm 2 computes the mean from eps and never clips; clipping x0_pred to [-1, 1] (`clip_sample`, the
+    default) comes from the authors' reference code (diffusion_tf, `p_sample(..., clip_denoised=True)`),
+    which writes the mean as the posterior mean of the clipped x0_pred. Unclipped, both give the same step.
+    """
 
     def step_distribution(self, model_output: torch.Tensor, t: int, x: torch.Tensor):
         """(mean, std, x0_pred) of p(x_prev | x_t) = q(x_prev | x_t, x0 = x0_pred), Ho et al. 2020, eqs. 6-7."""
@@ -192,7 +198,7 @@ class DDPMScheduler(_Scheduler):
         ab_t, ab_prev = self.alpha_bar_at(t, x), self.alpha_bar_at(prev, x)
         alpha_t = ab_t / ab_prev
         beta_t = 1 - alpha_t
-        # 2. the clean image the network predicts (eq. 15 for eps), clipped to [-1, 1]
+        # 2. the clean image the network predicts (eq. 15 for eps), clipped to [-1, 1] (reference code, not Algorithm 2)
         x0_pred = self.predict_x0(model_output, t, x)
         # 3. posterior mean, eq. 7: mu = sqrt(ab_prev) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_prev) / (1 - ab_t) x_t
         mean = (ab_prev.sqrt() * beta_t / (1 - ab_t)) * x0_pred + (alpha_t.sqrt() * (1 - ab_prev) / (1 - ab_t)) * x
