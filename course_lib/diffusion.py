@@ -1,5 +1,5 @@
 """Denoising diffusion (Ho et al. 2020) on MNIST: the training objective and the training loop, with label dropout
-for classifier-free guidance (Ho & Salimans 2021).
+for classifier-free guidance (Ho & Salimans 2022).
 
 The three parts are apart, as in diffusers:
 - the network: `course_lib.unet.UNet`, x_t and t (and a label) -> eps, x0 or v;
@@ -211,7 +211,7 @@ def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, scheduler, config: 
 
 def drop_labels(labels: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each label by the null label with probability p: the model learns p(x) and p(x | y) at once
-    (classifier-free guidance training, Ho & Salimans 2021, Algorithm 1). Returns a new tensor."""
+    (classifier-free guidance training, Ho & Salimans 2022, Algorithm 1). Returns a new tensor."""
     drop = torch.rand(labels.shape, generator=generator).to(labels.device) < p
     return torch.where(drop, torch.full_like(labels, null_label), labels)
 

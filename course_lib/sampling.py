@@ -2,7 +2,7 @@
 
 - `sample(model, scheduler, ...)`: x_T ~ N(0, I), then `scheduler.step` once per time step; any scheduler
   (DDPM, DDIM) plugs in (the diffusers pipeline design).
-- `guided_output`: classifier-free guidance (Ho & Salimans 2021); `AutoGuidance` guides any model,
+- `guided_output`: classifier-free guidance (Ho & Salimans 2022); `AutoGuidance` guides any model,
   unconditional ones too, by a weaker copy of itself (Karras et al. 2024).
 The editors (inpainting, SDEdit) in `course_lib.diffusion_edit` run the same loop body, `_denoise`.
 
@@ -19,7 +19,7 @@ __all__ = ["guided_output", "AutoGuidance", "sample"]
 
 def guided_output(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
                   guidance: float | None) -> torch.Tensor:
-    """The model output, with classifier-free guidance when labels are given (Ho & Salimans 2021, eq. 6):
+    """The model output, with classifier-free guidance when labels are given (Ho & Salimans 2022, eq. 6):
 
         out = out_u + w (out_c - out_u),  out_u = model(x_t, t, null label), out_c = model(x_t, t, y)
 

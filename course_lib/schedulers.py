@@ -22,20 +22,29 @@ import torch
 from .runtime import check_choice
 
 __all__ = [
-    "BETA_SCHEDULES", "PREDICTIONS", "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
+    "BETA_SCHEDULES", "PREDICTIONS", "LINEAR_MIN_STEPS",
+    "linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule",
     "alpha_bar_from_betas", "snr", "q_sample", "predict_x0", "predict_eps",
     "DDPMScheduler", "DDIMScheduler", "SAMPLERS", "scheduler_for",
 ]
 
 BETA_SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "x0", "v")  # what the network is trained to output
+LINEAR_MIN_STEPS = 21  # the linear schedule's last beta, 0.02 * 1000 / T, is < 1 only for T > 20
 
 
 def linear_beta_schedule(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """Ho et al. 2020, Sec. 4: beta_t rises linearly from 1e-4 to 0.02 over T = 1000 steps. (T,) float64.
 
-    The end points are rescaled by 1000 / T so that other T give about the same alpha_bar curve.
+    The end points are rescaled by 1000 / T so that other T give about the same alpha_bar curve. The last
+    beta is then 20 / T, which reaches 1 at T = 20 (alpha_bar hits 0, then turns negative and its square root
+    NaN), so T must be at least `LINEAR_MIN_STEPS` = 21; use the cosine schedule for fewer steps.
     """
+    if num_steps < LINEAR_MIN_STEPS:
+        raise ValueError(
+            f"the linear schedule needs T >= {LINEAR_MIN_STEPS} steps, got T = {num_steps}: its betas are rescaled "
+            f"by 1000 / T, so the last one, {beta_end} * 1000 / T, reaches 1 and alpha_bar becomes 0 or NaN. "
+            f"Use T >= {LINEAR_MIN_STEPS} or the cosine schedule (beta_schedule='cosine'), which works for any T >= 2")
     scale = 1000 / num_steps
     return torch.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=torch.float64)
 
@@ -118,8 +127,10 @@ class _Scheduler:
         self.set_timesteps(num_train_timesteps)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
-        """Sample with `num_inference_steps` evenly spaced steps from T-1 down to 0 ("trailing" spacing,
-        Lin et al. 2024: the first step is always the pure-noise step T-1)."""
+        """Sample with `num_inference_steps` evenly spaced steps from T-1 down to 0, rounded: diffusers'
+        "linspace" spacing (T = 1000, 50 steps: 999, 979, ..., 20, 0). Both ends are always sampled: the first
+        step is the pure-noise step T-1, the last is step 0. (Not "trailing", Lin et al. 2024: that grid
+        is T - 1, T - 1 - T/n, ... and stops at T/n - 1, here 999, 979, ..., 39, 19.)"""
         T = self.num_train_timesteps
         if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
             raise ValueError(f"number of sampling steps must be an int in [1, {T}] (the model's T), "
@@ -173,7 +184,12 @@ def _gen_device(generator: torch.Generator | None, x: torch.Tensor) -> torch.dev
 
 class DDPMScheduler(_Scheduler):
     """Ancestral sampling from p(x_{t-1} | x_t) (Ho et al. 2020, Algorithm 2), on any subset of the T steps
-    (with fewer steps the betas are those of the respaced chain, Nichol & Dhariwal 2021, Sec. 4)."""
+    (with fewer steps the betas are those of the respaced chain, Nichol & Dhariwal 2021, Sec. 4).
+
+    Algorithm 2 computes the mean from eps and never clips; clipping x0_pred to [-1, 1] (`clip_sample`, the
+    default) comes from the authors' reference code (diffusion_tf, `p_sample(..., clip_denoised=True)`),
+    which writes the mean as the posterior mean of the clipped x0_pred. Unclipped, both give the same step.
+    """
 
     def step_distribution(self, model_output: torch.Tensor, t: int, x: torch.Tensor):
         """(mean, std, x0_pred) of p(x_prev | x_t) = q(x_prev | x_t, x0 = x0_pred), Ho et al. 2020, eqs. 6-7."""
@@ -182,7 +198,7 @@ class DDPMScheduler(_Scheduler):
         ab_t, ab_prev = self.alpha_bar_at(t, x), self.alpha_bar_at(prev, x)
         alpha_t = ab_t / ab_prev
         beta_t = 1 - alpha_t
-        # 2. the clean image the network predicts (eq. 15 for eps), clipped to [-1, 1]
+        # 2. the clean image the network predicts (eq. 15 for eps), clipped to [-1, 1] (reference code, not Algorithm 2)
         x0_pred = self.predict_x0(model_output, t, x)
         # 3. posterior mean, eq. 7: mu = sqrt(ab_prev) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_prev) / (1 - ab_t) x_t
         mean = (ab_prev.sqrt() * beta_t / (1 - ab_t)) * x0_pred + (alpha_t.sqrt() * (1 - ab_prev) / (1 - ab_t)) * x
@@ -193,7 +209,12 @@ class DDPMScheduler(_Scheduler):
 
 class DDIMScheduler(_Scheduler):
     """Song et al. 2021 (DDIM): a non-Markovian sampler of the same trained model. eta = 0 is deterministic;
-    eta = 1 over all T steps is DDPM."""
+    eta = 1 over all T steps is DDPM.
+
+    The eps of the step is re-derived from the clipped x0_pred (not the network's own eps), so that x0_pred and
+    eps describe the same x_t: diffusers' `DDIMScheduler.step(..., use_clipped_model_output=True)` (its default,
+    False, pairs the clipped x0 with the unclipped eps). With `clip_sample=False` the two are the same.
+    """
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "cosine", *, eta: float = 0.0,
                  prediction: str = "eps", clip_sample: bool = True):
@@ -208,6 +229,7 @@ class DDIMScheduler(_Scheduler):
         # 1. alpha_bar at this step and the previous one (1 after the last step)
         ab_t, ab_prev = self.alpha_bar_at(t, x), self.alpha_bar_at(prev, x)
         # 2. predicted x0 ("predicted x_0" in eq. 12), clipped, and the eps that points from it to x_t
+        #    (eps from the clipped x0: diffusers' use_clipped_model_output=True)
         x0_pred = self.predict_x0(model_output, t, x)
         eps = predict_eps(x0_pred, x, ab_t)
         # 3. sigma_t(eta), eq. 16: eta * sqrt((1 - ab_prev) / (1 - ab_t)) * sqrt(1 - ab_t / ab_prev)

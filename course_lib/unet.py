@@ -11,7 +11,7 @@ Shape of the default model on 28x28 digits (`base_channels=32, channel_mults=(1,
 Each level has `num_res_blocks` residual blocks on the way down and one more on the way up (fed the skip
 connection). The time step enters every residual block through a sinusoidal embedding and an MLP (Ho et al.
 2020, Appendix B); a class label, if the model is conditional, is added to that embedding. Label
-`num_classes` is the *null label* that classifier-free guidance (Ho & Salimans 2021) trains with and samples
+`num_classes` is the *null label* that classifier-free guidance (Ho & Salimans 2022) trains with and samples
 the unconditional prediction from.
 """
 from __future__ import annotations

@@ -75,6 +75,19 @@ def test_linear_schedule_matches_ho_et_al_and_cosine_closed_form():
     assert alpha_bar[499].item() == pytest.approx(f(500) / f(0), rel=1e-9)
 
 
+def test_linear_schedule_refuses_t_at_which_beta_reaches_1():
+    # beta_T = 0.02 * 1000 / T: 1 at T = 20, so alpha_bar would be 0 (T = 20) or negative and NaN under sqrt (T < 20)
+    smallest = schedulers.LINEAR_MIN_STEPS
+    for bad in (10, smallest - 1):
+        with pytest.raises(ValueError, match=rf"T >= {smallest}.*cosine"):
+            schedulers.make_beta_schedule("linear", bad)
+        with pytest.raises(ValueError, match=rf"T >= {smallest}"):
+            schedulers.DDPMScheduler(bad, "linear")
+    alpha_bar = schedulers.alpha_bar_from_betas(schedulers.make_beta_schedule("linear", smallest))
+    assert torch.isfinite(alpha_bar).all() and (alpha_bar > 0).all() and (alpha_bar <= 1).all()
+    assert torch.isfinite(schedulers.alpha_bar_from_betas(schedulers.make_beta_schedule("cosine", 10))).all()
+
+
 def test_unknown_schedule_and_bad_length_raise():
     with pytest.raises(ValueError, match="linear, cosine"):
         schedulers.make_beta_schedule("quadratic", T)
@@ -159,8 +172,11 @@ def test_ddim_eta1_over_all_steps_is_the_ddpm_step(prediction):
     torch.testing.assert_close(step1, step2, rtol=1e-4, atol=1e-5)
 
 
-def test_set_timesteps_trailing_and_errors():
+def test_set_timesteps_linspace_spacing_and_errors():
     scheduler = schedulers.DDIMScheduler(T)
+    scheduler.set_timesteps(50)  # diffusers' "linspace": round(linspace(0, T - 1, n)) reversed; "trailing" ends at 19
+    grid = scheduler.timesteps.tolist()
+    assert grid[:3] == [999, 979, 958] and grid[-3:] == [41, 20, 0] and len(set(grid)) == 50
     scheduler.set_timesteps(4)
     assert scheduler.timesteps.tolist() == [999, 666, 333, 0]
     assert [scheduler.previous_timestep(t) for t in (999, 666, 333, 0)] == [666, 333, 0, -1]
