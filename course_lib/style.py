@@ -35,8 +35,8 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """G = F F^T / (C H W) for features (B, C, H, W) -> (B, C, C).
 
     Gatys et al. 2016, eq. 3: G_ij = sum_k F_ik F_jk, the correlation of channels i and j over all positions
-    k. Dividing by C*H*W makes it independent of the image size and puts layers of 64 and 512 channels on
-    a similar scale.
+    k (unnormalized there). Dividing by C*H*W makes it independent of the image size; it does not put layers of
+    64 and 512 channels on a similar scale (notebook 04, section 2).
     """
     b, c, h, w = features.shape
     flat = features.reshape(b, c, h * w)  # (B, C, HW)
@@ -46,6 +46,9 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor],
                layer_weights: dict[str, float] | None = None) -> torch.Tensor:
     """Gatys et al. 2016, eqs. 4-5: L_style = sum_l w_l * mean_ij (G^l_ij - A^l_ij)^2.
+
+    With G = F F^T / (C H W) each layer's term is 4 / C_l^2 times the paper's E_l = sum (F F^T - A)^2 / (4 C_l^2
+    (H W)^2): relative to the paper, a 64-channel layer weighs 64x a 512-channel one.
 
     `features`: activations of the image being optimized; `target_grams`: Gram matrices of the painting
     (computed once, (B or 1, C, C) each); `layer_weights`: w_l (default 1 for every layer).
