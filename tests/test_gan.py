@@ -456,17 +456,22 @@ def test_slerp_check_passes_slerp_and_catches_lerp(checks):
 
 
 # ---------------------------------------------------------------- command line
-@pytest.fixture(scope="module")
-def cli_checkpoint(tmp_path_factory):
-    """A 2-step smoke run, trained once through the CLI for the CLI tests; with its exit code."""
+def _train_through_cli(folder, *flags: str):
+    """(checkpoint, exit code) of `gan train --profile smoke FLAGS`, offline and without a progress bar."""
     from course_lib import commands as cli
 
-    ckpt = tmp_path_factory.mktemp("gan_cli") / "g.pt"
+    ckpt = folder / "g.pt"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COURSE_OFFLINE", "1")
         patch.setenv("COURSE_PROGRESS", "0")
-        code = cli.main(["gan", "train", "--profile", "smoke", "--steps", "2", "--out", str(ckpt), "--device", "cpu"])
+        code = cli.main(["gan", "train", "--profile", "smoke", "--out", str(ckpt), *flags])
     return ckpt, code
+
+
+@pytest.fixture(scope="module")
+def cli_checkpoint(tmp_path_factory):
+    """A 2-step smoke run, trained once through the CLI for the CLI tests; with its exit code."""
+    return _train_through_cli(tmp_path_factory.mktemp("gan_cli"), "--steps", "2", "--device", "cpu")
 
 
 @pytest.fixture
@@ -508,14 +513,7 @@ SIZES = ["--latent-dim", "3", "--g-channels", "5", "--d-channels", "6"]
 @pytest.fixture(scope="module")
 def sized_checkpoint(tmp_path_factory):
     """A 1-step CLI run with the widths and latent size set on the command line; with its exit code."""
-    from course_lib import commands as cli
-
-    ckpt = tmp_path_factory.mktemp("gan_cli_sizes") / "g.pt"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSE_OFFLINE", "1")
-        patch.setenv("COURSE_PROGRESS", "0")
-        code = cli.main(["gan", "train", "--profile", "smoke", "--steps", "1", "--out", str(ckpt), *SIZES])
-    return ckpt, code
+    return _train_through_cli(tmp_path_factory.mktemp("gan_cli_sizes"), "--steps", "1", *SIZES)
 
 
 def test_cli_train_sets_the_widths_and_latent_size(sized_checkpoint):

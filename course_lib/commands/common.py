@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..defaults import PROFILE_NAMES
 
-__all__ = ["add_training_args", "budget", "command_line", "write_record", "write_samples", "IMAGE_SUFFIXES"]
+__all__ = ["add_training_args", "add_sampling_args", "start_training", "budget", "command_line", "write_record", "write_samples", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # else a tensor file
 
@@ -25,6 +25,20 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="data/cache folder (default: COURSE_DATA, else the repository's data/, where notebooks look)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue training from this checkpoint")
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The output/seed/device flags shared by every sampling command."""
+    p.add_argument("--out", required=True, help=".pt (float tensor (N, 1, H, W) in [-1, 1]) or .png (grid)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+
+
+def start_training(args):
+    """(device, profile, generator) of a training command: the device and profile asked for, everything seeded."""
+    from ..runtime import get_device, get_profile, seed_everything
+    device = get_device(args.device)
+    return device, get_profile(args.profile, device=device), seed_everything(args.seed)
 
 
 def budget(args, steps: int | None, seconds: float | None):

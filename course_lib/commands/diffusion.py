@@ -7,7 +7,8 @@ sample: N images from a checkpoint by DDPM or DDIM, as a tensor file (.pt, (N, 1
 from __future__ import annotations
 
 from ..defaults import AUTOGUIDANCE, SAMPLER_NAMES
-from .common import add_training_args, budget, command_line, write_record, write_samples
+from .common import (add_sampling_args, add_training_args, budget, command_line, start_training, write_record,
+                     write_samples)
 
 __all__ = ["add", "run"]
 
@@ -34,9 +35,7 @@ def add(sub) -> None:
                    help=f"guidance scale w: classifier-free on a conditional model (default: none); autoguidance on an "
                         f"unconditional one (default {AUTOGUIDANCE}; 1 = the model alone)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
-    s.add_argument("--out", required=True, help=".pt (float tensor (N, 1, H, W) in [-1, 1]) or .png (grid)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default=None)
+    add_sampling_args(s)
     p.set_defaults(run=run)
 
 
@@ -49,11 +48,8 @@ def train(args) -> int:
 
     from ..data import load_mnist
     from ..diffusion import evaluate, recipe, resume_from, train_diffusion
-    from ..runtime import get_device, get_profile, seed_everything
 
-    device = get_device(args.device)
-    profile = get_profile(args.profile, device=device)
-    generator = seed_everything(args.seed)
+    device, profile, generator = start_training(args)
     data = load_mnist(args.data, limit=profile.mnist_limit)
     config = recipe(profile.name, conditional=args.conditional)
     resume = resume_from(args.resume, config) if args.resume else None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import sys
 
-from .common import add_training_args, budget, command_line, write_record, write_samples
+from .common import (add_sampling_args, add_training_args, budget, command_line, start_training, write_record,
+                     write_samples)
 
 __all__ = ["add", "run"]
 
@@ -30,9 +31,7 @@ def add(sub) -> None:
     s = gsub.add_parser("sample", help="sample images from a checkpoint")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--out", required=True, help=".pt (float tensor (N, 1, H, W) in [-1, 1]) or .png (grid)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default=None)
+    add_sampling_args(s)
     p.set_defaults(run=run)
 
 
@@ -45,12 +44,9 @@ def train(args) -> int:
 
     from ..data import load_mnist
     from ..gan import default_config, evaluate, load_gan, prepare_mnist, train_gan
-    from ..runtime import get_device, get_profile, seed_everything
     from ..train import TrainingDiverged
 
-    device = get_device(args.device)
-    profile = get_profile(args.profile, device=device)
-    generator = seed_everything(args.seed)
+    device, profile, generator = start_training(args)
     overrides = {k: getattr(args, k) for k in SIZE_FIELDS if getattr(args, k) is not None}
     if args.resume and overrides:
         print(f"error: --resume trains with the checkpoint's own config; drop {sorted(overrides)}", file=sys.stderr)
