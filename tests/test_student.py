@@ -16,7 +16,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "98_exercise.ipynb"
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 NOTEBOOKS = sorted(SOLUTIONS.glob("[0-9]*.ipynb"))
 CHECKED = NOTEBOOKS + [FIXTURE]  # the fixture meets the chapters' bar too, so these tests run before chapters exist
-MIN_EXERCISES = 3  # issue 7: every chapter notebook (01 and up) has at least three exercises
+MIN_EXERCISES = 5  # issue 19: every chapter notebook (01 and up) has at least five exercises
 
 
 def _load_tool(name: str):
@@ -192,7 +192,7 @@ def test_student_build_of_each_notebook_hides_every_solution(path):
     assert _stubs(text) == blocks
     if path.name.startswith("00"):
         assert blocks == 0, f"{path.name} is the setup notebook and should hold no exercise"
-    else:
+    elif path.parent == SOLUTIONS:
         assert blocks >= MIN_EXERCISES, f"{path.name}: {blocks} exercise(s); every chapter needs >= {MIN_EXERCISES}"
 
 
@@ -218,6 +218,29 @@ def test_each_stub_sits_in_a_function_with_a_hint_and_a_check(path):
         following = cell.source + "\n" + (cells[index + 1].source if index + 1 < len(cells) else "")
         assert re.search(r"\bcheck(s\.check_\w+|s\.compare)\(", following), \
             f"{path.name}: an exercise must be followed by its checks.check_<name>(fn) call:\n{cell.source}"
+
+
+HINT_1 = "**Hint 1.**"  # points the way, in the markdown cell above the exercise
+HINT_2 = re.compile(r"<details>\s*<summary>.*Hint 2.*</summary>.*?</details>", re.S)  # folded: nearly the answer
+
+
+@pytest.mark.parametrize("path", CHECKED, ids=[p.name for p in CHECKED])
+def test_each_exercise_has_two_hints_the_second_folded_away(path):
+    """The markdown cell above an exercise gives a first hint that points the way, and a second inside <details>."""
+    source = nbformat.read(path, as_version=4)
+    last_markdown = ""
+    for cell in source.cells:
+        if cell.cell_type == "markdown":
+            last_markdown = cell.source
+            continue
+        blocks = len(student.solution_blocks(cell.source))
+        if not blocks:
+            continue
+        first, second = last_markdown.count(HINT_1), len(HINT_2.findall(last_markdown))
+        assert first >= blocks and second >= blocks, (
+            f"{path.name}: the markdown above this exercise needs '{HINT_1} ...' and a "
+            f"'<details><summary>Hint 2 ...</summary> ... </details>' for each of its {blocks} exercise(s) "
+            f"(found {first} and {second}):\n{cell.source[:300]}")
 
 
 # ---------------------------------------------------------------- the committed exercise edition
