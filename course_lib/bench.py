@@ -20,7 +20,7 @@ from .runtime import Profile, get_device, get_profile
 
 __all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table", "timed"]
 
-GROUPS = ("judge", "gan", "diffusion", "style")
+GROUPS = ("judge", "gan", "diffusion", "style", "ablation")
 
 
 @dataclass
@@ -75,9 +75,19 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_flags() -> list[str]:
+    """The CPU features that set the speed of training here (lscpu's flags): AVX2 only computes in float32."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx", "amx")))
+
+
 def _machine() -> dict:
     return {
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpu_flags": _cpu_flags(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -94,7 +104,8 @@ def run_benchmarks(only: list[str] | None = None, out: str | os.PathLike = "benc
                        assets=Path(assets) if assets else _default_assets(), work_dir=Path(out).parent / "work")
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     print(f"bench: device={device} profile={ctx.profile.name} torch={torch.__version__} "
-          f"threads={torch.get_num_threads()} assets={ctx.assets}", flush=True)
+          f"threads={torch.get_num_threads()} cpu flags={' '.join(_cpu_flags()) or '?'} assets={ctx.assets}",
+          flush=True)
     rows: list[Row] = []
     for group in GROUPS:
         if only and group not in only:

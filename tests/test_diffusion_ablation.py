@@ -1,0 +1,39 @@
+"""course_lib.diffusion_ablation: the ladder from plain DDPM to the recipe, one change per rung."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from course_lib import diffusion as D
+from course_lib.diffusion_ablation import LADDER, ladder, plain_ddpm
+from course_lib.train import Budget
+
+
+def test_the_first_rung_is_the_paper_s_model():
+    config = plain_ddpm()
+    assert (config.beta_schedule, config.prediction, config.loss_weighting, config.target_estimate,
+            config.patch_size) == ("linear", "eps", "none", "sample", 1)
+
+
+def test_the_last_rung_is_the_recipe_and_each_rung_changes_what_it_names():
+    configs = ladder()
+    assert configs[-1][1] == D.recipe("quick") and len(configs) == len(LADDER)
+    for (_, before), (rung, after) in zip(configs, configs[1:]):
+        changed = {f.name for f in dataclasses.fields(after) if getattr(after, f.name) != getattr(before, f.name)}
+        assert changed == set(rung.changes), rung.name
+
+
+def test_a_recipe_the_ladder_does_not_reach_is_named():
+    with pytest.raises(ValueError, match=r"differs in \['prediction'\]"):
+        ladder(D.DiffusionConfig(prediction="x0"))
+
+
+def test_the_plain_model_trains_and_predicts_noise_on_pixels():
+    images = torch.rand(16, 1, 28, 28)
+    result = D.train_diffusion(plain_ddpm(), images, budget=Budget(max_steps=2), progress=False,
+                               generator=torch.Generator().manual_seed(0))
+    assert result.steps == 2 and result.model.patch_size == 1
+    out = result.ema_model(torch.randn(3, 1, 28, 28), torch.tensor([0, 500, 999]))
+    assert out.shape == (3, 1, 28, 28) and torch.isfinite(out).all()
