@@ -53,5 +53,6 @@ def ladder(recipe: DiffusionConfig | None = None) -> list[tuple[Rung, DiffusionC
 
 
 def plain_ddpm(recipe: DiffusionConfig | None = None) -> DiffusionConfig:
-    """The first rung: Ho et al. 2020's eps-prediction model, on the recipe's U-Net widths and optimizer."""
-    return ladder(recipe)[0][1]
+    """The first rung: Ho et al. 2020's eps-prediction model on pixels, with the recipe's widths and optimizer
+    (any recipe, the GPU one of `full` too)."""
+    return dataclasses.replace(recipe or DiffusionConfig(), **LADDER[0].changes)

@@ -37,3 +37,16 @@ def test_the_plain_model_trains_and_predicts_noise_on_pixels():
     assert result.steps == 2 and result.model.patch_size == 1
     out = result.ema_model(torch.randn(3, 1, 28, 28), torch.tensor([0, 500, 999]))
     assert out.shape == (3, 1, 28, 28) and torch.isfinite(out).all()
+
+
+def test_the_command_line_trains_the_plain_model_and_records_the_switch(tmp_path):
+    import json
+
+    from course_lib.commands import main
+
+    out = tmp_path / "plain.pt"
+    assert main(["diffusion", "train", "--plain", "--profile", "smoke", "--steps", "2", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    run = D.load_diffusion(out)
+    assert run.config == plain_ddpm(D.recipe("smoke")) and run.steps == 2
+    assert json.loads(out.with_suffix(".json").read_text())["command"].endswith("--plain")

@@ -8,6 +8,7 @@ rungs differ in cost (the 2x2 patches make a step about 4x cheaper).
 from __future__ import annotations
 
 from .. import diffusion as D
+from ..diffusion import save_diffusion
 from ..bench import BenchContext, Row
 from ..data import load_mnist
 from ..diffusion_ablation import ladder
@@ -21,9 +22,10 @@ def run(ctx: BenchContext) -> list[Row]:
     seconds, n = ctx.profile.diffusion_seconds, ctx.profile.judge_samples
     data = load_mnist(ctx.data_root, limit=ctx.profile.mnist_limit)
     rows = []
-    for rung, config in ladder():  # the CPU recipe (smoke, quick); full's GPU recipe already works on pixels
+    for index, (rung, config) in enumerate(ladder()):  # the CPU recipe (smoke, quick); full's GPU recipe already works on pixels
         result = D.train_diffusion(config, data.images, budget=Budget(ctx.profile.diffusion_steps, seconds),
                                    device=ctx.device, generator=seed_everything(0), progress=False)
+        save_diffusion(ctx.work_dir / f"ablation_{index}.pt", result)  # rung 0: the shipped ddpm_plain_mnist.pt
         scores = D.evaluate(result.ema_model, config, n=n, seed=0)
         what = f"{rung.name} ({rung.source})"
         rows += [Row("ablation", f"{what}: steps in {result.seconds:.0f} s", result.steps, "steps"),

@@ -20,6 +20,8 @@ def add(sub) -> None:
     add_training_args(t)
     t.add_argument("--out", required=True, help="checkpoint path to write")
     t.add_argument("--conditional", action="store_true", help="class-conditional (for classifier-free guidance)")
+    t.add_argument("--plain", action="store_true",
+                   help="the paper's model (Ho et al. 2020: eps-prediction, linear schedule, pixels) instead of the recipe")
     t.add_argument("--judge", type=int, default=0, metavar="N",
                    help="after training, score N DDIM-50 samples with the digit judge (written to OUT.json)")
     t.add_argument("--judge-guidance", type=float, default=None, metavar="W",
@@ -48,10 +50,12 @@ def train(args) -> int:
 
     from ..data import load_mnist
     from ..diffusion import evaluate, recipe, resume_from, train_diffusion
+    from ..diffusion_ablation import plain_ddpm
 
     device, profile, generator = start_training(args)
     data = load_mnist(args.data, limit=profile.mnist_limit)
     config = recipe(profile.name, conditional=args.conditional)
+    config = plain_ddpm(config) if args.plain else config
     resume = resume_from(args.resume, config) if args.resume else None
     config = resume.config if resume else config
     result = train_diffusion(config, data.images, data.labels, device=device, generator=generator, resume=resume,
@@ -77,7 +81,8 @@ def train_command(args) -> str:
     flags = [("--profile", args.profile), ("--seconds", args.seconds), ("--steps", args.steps),
              ("--seed", args.seed), ("--resume", args.resume), ("--judge", args.judge or None),
              ("--judge-guidance", args.judge_guidance)]
-    return command_line("diffusion train", args.out, flags, ["--conditional"] if args.conditional else [])
+    switches = [name for name, on in (("--conditional", args.conditional), ("--plain", args.plain)) if on]
+    return command_line("diffusion train", args.out, flags, switches)
 
 
 def sample(args) -> int:
