@@ -25,7 +25,7 @@ from .runtime import check_choice
 
 __all__ = ["LAYER_NAMES", "CONV_NAMES", "WEIGHT_SOURCES", "VGG19Features", "WeightsUnavailable",
            "caffe_weights_path", "caffe_preprocess", "receptive_field", "content_loss", "perceptual_distance",
-           "invert_features"]
+           "inversion_loss", "invert_features"]
 
 # VGG19 "E" configuration: channels of the convolutions in each of the 5 blocks.
 _BLOCKS = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
@@ -240,23 +240,33 @@ def perceptual_distance(vgg: VGG19Features, image: torch.Tensor, reference: torc
     return torch.stack(per_layer).mean(0)
 
 
+def inversion_loss(vgg: VGG19Features, image: torch.Tensor, target: torch.Tensor, layer: str) -> torch.Tensor:
+    """The feature-inversion objective: ||phi_l(x) - phi_l(x0)||^2 / (C H W), a scalar with a graph to `image`.
+
+    image (1, 3, H, W) in [0, 1]; target = phi_l(x0) (1, C, h, w), a constant (computed without a graph).
+    """
+    return F.mse_loss(vgg(image)[layer], target)
+
+
 def invert_features(vgg: VGG19Features, target_image: torch.Tensor, layer: str, *, steps: int = 100,
-                    optimizer: str = "lbfgs", generator: torch.Generator | None = None,
-                    progress: bool = True):
+                    optimizer: str = "lbfgs", lr: float | None = None, init: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None, progress: bool = True):
     """Mahendran & Vedaldi 2015: find x* = argmin_x ||phi_l(x) - phi_l(x0)||^2, starting from noise.
 
-    What survives in x* is what layer `layer` keeps of the image. Returns an `OptimizationResult`
-    (`.image` (1, 3, H, W) in [0, 1], `.history`, `.seconds`).
+    What survives in x* is what layer `layer` keeps of the image. `init`: the start (1, 3, H, W) in [0, 1]
+    (default: uniform noise from `generator`); `lr`: the optimizer's step (see `optimize.optimize_image`).
+    Returns an `OptimizationResult` (`.image` (1, 3, H, W) in [0, 1], `.history`, `.seconds`).
     """
     if layer not in vgg.layers:
         raise ValueError(f"layer {layer!r} is not computed by this network: build "
                          f"VGG19Features(layers=[..., {layer!r}])")
     with torch.no_grad():
-        target = vgg(target_image)[layer].detach()
-    init = torch.rand(target_image.shape, generator=generator).to(target_image.device)
+        target = vgg(target_image)[layer].detach()  # phi_l(x0): a constant of the optimization
+    if init is None:
+        init = torch.rand(target_image.shape, generator=generator).to(target_image.device)
 
     def loss_fn(image):
-        return {"content": F.mse_loss(vgg(image)[layer], target)}
+        return {"content": inversion_loss(vgg, image, target, layer)}
 
-    return optimize_image(loss_fn, init, steps=steps, optimizer=optimizer, progress=progress,
+    return optimize_image(loss_fn, init, steps=steps, optimizer=optimizer, lr=lr, progress=progress,
                           desc=f"inverting {layer}")

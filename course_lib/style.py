@@ -20,7 +20,7 @@ from .optimize import OPTIMIZERS, OptimizationResult, optimize_image
 from .perceptual import VGG19Features, content_loss
 from .runtime import autocast, check_choice
 
-__all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "stylize",
+__all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "gatys_loss_terms", "stylize",
            "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "match_colors", "resize_to_pixels", "pyramid_sizes",
            "tile_shuffle"]
 
@@ -331,13 +331,24 @@ def _gatys_loss(vgg: VGG19Features, photo: torch.Tensor, styles: list[torch.Tens
         with autocast(image.device, config.mixed_precision):  # the VGG pass in reduced precision if enabled
             features = vgg(image)
         features = {name: f.float() for name, f in features.items()}  # Gram matrices and losses in float32
-        terms = {"content": config.content_weight * content_loss(features, content_targets),
-                 "style": config.style_weight * style_loss(features, target_grams)}
-        if config.tv_weight:
-            terms["tv"] = config.tv_weight * tv_loss(image)
-        return terms
+        return gatys_loss_terms(features, image, content_targets, target_grams, config)
 
     return loss_fn
+
+
+def gatys_loss_terms(features: dict[str, torch.Tensor], image: torch.Tensor, content_targets: dict[str, torch.Tensor],
+                     target_grams: dict[str, torch.Tensor], config: StyleConfig) -> dict[str, torch.Tensor]:
+    """The weighted terms of L(x) = alpha L_content + beta L_style + gamma L_tv (Gatys et al. 2016, eq. 7, plus TV).
+
+    `features`: VGG activations of `image` (1, 3, H, W); `content_targets`: the photo's activations at the content
+    layers; `target_grams`: the painting's Gram matrices at the style layers. Returns {"content", "style"[, "tv"]}
+    (TV only when config.tv_weight is not 0), scalars whose sum is the loss that stylize minimizes.
+    """
+    terms = {"content": config.content_weight * content_loss(features, content_targets),
+             "style": config.style_weight * style_loss(features, target_grams)}
+    if config.tv_weight:
+        terms["tv"] = config.tv_weight * tv_loss(image)
+    return terms
 
 
 def _build_vgg(config: StyleConfig) -> VGG19Features:
