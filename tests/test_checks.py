@@ -50,3 +50,10 @@ def test_yours_or_reference_keeps_a_passing_function(capsys):
 def test_yours_or_reference_falls_back_and_says_so(capsys):
     assert checks.yours_or_reference(False, _unfinished, _double) is _double
     assert "use course_lib's `_double` until `_unfinished` passes its check" in capsys.readouterr().out
+
+
+def test_two_numbers_are_called_off_by_a_factor_only_when_it_is_a_whole_number():
+    assert "constant factor" in checks.diagnose(torch.tensor(12.0), torch.tensor(3.0))  # a sum over 4 for a mean
+    assert "constant factor" in checks.diagnose(torch.tensor(1.5), torch.tensor(3.0))  # a missing x 2
+    problem = checks.diagnose(torch.tensor(3.7), torch.tensor(3.0))
+    assert "constant factor" not in problem and "3.7" in problem and "expected 3" in problem

@@ -75,11 +75,20 @@ def diagnose(out, expected: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1
     if torch.allclose(out, -expected, atol=atol, rtol=rtol):
         return "right size, wrong sign."
     scale = (out * expected).sum() / (expected * expected).sum().clamp_min(1e-30)
-    if abs(scale.item()) > 1e-8 and torch.allclose(out, scale * expected, atol=atol, rtol=1e-3):
+    if abs(scale.item()) > 1e-8 and torch.allclose(out, scale * expected, atol=atol, rtol=1e-3) and \
+            (expected.numel() > 1 or _whole_ratio(scale.item())):  # two numbers always differ by some factor
         return f"off by a constant factor: your values are {scale.item():.4g} x the expected ones " \
                f"(a mean where a sum belongs, or a missing normalization?)."
     err = (out - expected).abs().max().item()
+    if expected.numel() == 1:
+        return f"your value {out.item():.6g} is not the expected {expected.item():.6g}."
     return f"values differ from the reference (largest difference {err:.3g})."
+
+
+def _whole_ratio(scale: float) -> bool:
+    """scale or 1/scale is a whole number >= 2 (a sum over N elements where a mean belongs, a missing 1/2, ...)."""
+    larger = max(abs(scale), 1 / abs(scale))
+    return larger >= 1.999 and abs(larger - round(larger)) < 1e-3 * larger
 
 
 def compare(name: str, fn: Callable, reference: Callable, make_inputs: Callable[[torch.Generator], Sequence],
