@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet", "timestep_embedding"]
+__all__ = ["UNet", "timestep_embedding", "named_blocks", "shape_walk"]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -162,3 +162,44 @@ class UNet(nn.Module):
             h = attn(resblock(torch.cat([h, skips.pop()], dim=1), emb))
             h = upsample(h)
         return self.head(h)  # (B, C, H, W)
+
+
+def named_blocks(model: UNet) -> list[tuple[str, nn.Module]]:
+    """The U-Net's blocks in the order forward runs them, named by place: "time_mlp", "label_emb" (conditional
+    models), "stem", "down{level}.res{i}", "down{level}.attn", "down{level}.downsample", "mid", "up{level}.res",
+    "up{level}.attn", "up{level}.upsample", "head". Identity placeholders (no attention, no resampling) are left out."""
+    blocks = [("time_mlp", model.time_mlp)] + ([("label_emb", model.label_emb)] if model.label_emb is not None else [])
+    blocks.append(("stem", model.stem))
+    for level, (resblocks, attn, downsample) in enumerate(model.down):
+        blocks += [(f"down{level}.res{i}", block) for i, block in enumerate(resblocks)]
+        blocks += [(f"down{level}.{kind}", module) for kind, module in (("attn", attn), ("downsample", downsample))
+                   if not isinstance(module, nn.Identity)]
+    blocks.append(("mid", model.mid))
+    for index, (resblock, attn, upsample) in enumerate(model.up):
+        level = model.num_levels - 1 - index  # the up path visits the levels from the lowest resolution back
+        blocks += [(f"up{level}.{kind}", module) for kind, module in (("res", resblock), ("attn", attn),
+                                                                        ("upsample", upsample))
+                   if not isinstance(module, nn.Identity)]
+    return blocks + [("head", model.head)]
+
+
+def shape_walk(model: UNet, x: torch.Tensor, t: torch.Tensor,
+               labels: torch.Tensor | None = None) -> list[tuple[str, tuple[int, ...]]]:
+    """(block, output shape) for each of `named_blocks(model)` on one forward pass of (x, t, labels), read by
+    forward hooks; before each "up{level}.res" comes "up{level}.cat", its input: the path below concatenated
+    with the level's skip connection. Runs without gradients; leaves no hooks behind."""
+    walk: list[tuple[str, tuple[int, ...]]] = []
+    hooks = []
+    for name, block in named_blocks(model):
+        if name.startswith("up") and name.endswith(".res"):
+            hooks.append(block.register_forward_pre_hook(
+                lambda module, args, name=name: walk.append((name[:-4] + ".cat", tuple(args[0].shape)))))
+        hooks.append(block.register_forward_hook(
+            lambda module, args, out, name=name: walk.append((name, tuple(out.shape)))))
+    try:
+        with torch.no_grad():
+            model(x, t, labels)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return walk

@@ -13,6 +13,7 @@ import torch
 
 from course_lib import defaults, diffusion_edit, runtime, sampling, schedulers
 from course_lib import diffusion as D
+from course_lib.checks.diffusion import GaussianOracle  # the exact denoiser of Gaussian data
 from course_lib.diffusion_edit import renoise
 from course_lib.train import Budget, CheckpointError, save_checkpoint
 
@@ -30,27 +31,6 @@ def tiny_config(**overrides) -> D.DiffusionConfig:
 def tiny_model(**overrides) -> torch.nn.Module:
     torch.manual_seed(0)
     return D.build_model(tiny_config(**overrides)).eval()
-
-
-class GaussianOracle(torch.nn.Module):
-    """The exact minimum-MSE prediction for data x0 ~ N(mu, s^2) per pixel: no training needed.
-
-    x_t = a x0 + b eps (a = sqrt(ab_t), b = sqrt(1 - ab_t)) gives E[x0 | x_t] = mu + a s^2 (x_t - a mu) / (a^2 s^2 + b^2).
-    """
-
-    num_classes = None
-
-    def __init__(self, alpha_bar: torch.Tensor, mu: float, s: float, prediction: str = "eps"):
-        super().__init__()
-        self.alpha_bar, self.mu, self.s, self.prediction = alpha_bar, mu, s, prediction
-        self.dummy = torch.nn.Parameter(torch.zeros(()))  # so next(model.parameters()) has a device
-
-    def forward(self, xt, t, labels=None):
-        ab = self.alpha_bar[t].float().reshape(-1, 1, 1, 1)
-        a, b = ab.sqrt(), (1 - ab).sqrt()
-        x0 = self.mu + a * self.s**2 * (xt - a * self.mu) / (a**2 * self.s**2 + b**2)
-        eps = (xt - a * x0) / b
-        return {"eps": eps, "x0": x0, "v": a * eps - b * x0}[self.prediction]
 
 
 # ---------------------------------------------------------------- schedules
@@ -613,15 +593,35 @@ def _solutions():
         alpha = ab / ab_prev
         return math.sqrt(ab_prev) * (1 - alpha) / (1 - ab) * x0 + math.sqrt(alpha) * (1 - ab_prev) / (1 - ab) * xt
 
+    def eps_loss(model, x0, t, noise, alpha_bar):
+        return (noise - model(q_sample(x0, t, alpha_bar, noise), t)).pow(2).mean()
+
     def ddim_step(eps, xt, t, t_prev, alpha_bar):
         ab, ab_prev = alpha_bar[t].item(), alpha_bar[t_prev].item()
         x0 = (xt - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
         return math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
 
-    return {"q_sample": q_sample, "posterior_mean": posterior_mean, "ddim_step": ddim_step}
+    def ddpm_sample(model, betas, x_T, z):  # written apart from the check's own loop, with float scalars
+        alpha_bar, x = torch.cumprod(1 - betas, 0), x_T
+        for t in reversed(range(len(betas))):
+            ab, ab_prev = alpha_bar[t].item(), (alpha_bar[t - 1].item() if t else 1.0)
+            beta = 1 - ab / ab_prev
+            x0 = ((x - math.sqrt(1 - ab) * model(x, torch.full((len(x),), t))) / math.sqrt(ab)).clamp(-1, 1)
+            mean = math.sqrt(ab_prev) * beta / (1 - ab) * x0 + math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab) * x
+            x = mean + math.sqrt((1 - ab_prev) / (1 - ab) * beta) * z[t]
+        return x
+
+    def cfg(eps_uncond, eps_cond, w):
+        return eps_uncond + w * (eps_cond - eps_uncond)
+
+    return {"q_sample": q_sample, "posterior_mean": posterior_mean, "eps_loss": eps_loss, "ddim_step": ddim_step,
+            "ddpm_sample": ddpm_sample, "cfg": cfg}
 
 
-@pytest.mark.parametrize("name", ["q_sample", "posterior_mean", "ddim_step"])
+CHECKED = ["q_sample", "posterior_mean", "eps_loss", "ddim_step", "ddpm_sample", "cfg"]
+
+
+@pytest.mark.parametrize("name", CHECKED)
 def test_checks_pass_solutions_and_catch_mistakes(name, monkeypatch, capsys):
     from course_lib.checks import diffusion as checks
 
@@ -636,6 +636,92 @@ def test_checks_pass_solutions_and_catch_mistakes(name, monkeypatch, capsys):
 
     assert check(unfinished) is False
     assert "not done yet. write it" in capsys.readouterr().out
+
+
+def _noisy(x0, t, noise, alpha_bar, *, sqrt=True):
+    ab = alpha_bar[t].float().reshape(-1, 1, 1, 1)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise if sqrt else ab * x0 + (1 - ab) * noise
+
+
+EPS_LOSS_MISTAKES = {
+    "compares the model's output with x0": lambda m, x0, t, n, ab: (x0 - m(_noisy(x0, t, n, ab), t)).pow(2).mean(),
+    "compares the model's output with x_t":
+        lambda m, x0, t, n, ab: (_noisy(x0, t, n, ab) - m(_noisy(x0, t, n, ab), t)).pow(2).mean(),
+    "takes their square roots": lambda m, x0, t, n, ab: (n - m(_noisy(x0, t, n, ab, sqrt=False), t)).pow(2).mean(),
+    "summed the squared errors over all images":
+        lambda m, x0, t, n, ab: (n - m(_noisy(x0, t, n, ab), t)).pow(2).sum(),
+    "summed the squared errors over each image's pixels":
+        lambda m, x0, t, n, ab: (n - m(_noisy(x0, t, n, ab), t)).pow(2).sum(dim=(1, 2, 3)).mean(),
+}
+
+
+@pytest.mark.parametrize("words", EPS_LOSS_MISTAKES)
+def test_eps_loss_check_names_the_mistake(words, monkeypatch, capsys):
+    from course_lib.checks import diffusion as checks
+
+    monkeypatch.setenv("COURSE_CHECKS_STRICT", "0")
+    assert checks.check_eps_loss(EPS_LOSS_MISTAKES[words]) is False
+    assert words in capsys.readouterr().out
+
+
+def _ddpm_mistake(**mistake):
+    from course_lib.checks.diffusion import _ddpm_loop
+
+    return lambda model, betas, x_T, z: _ddpm_loop(model, betas, x_T, z, **mistake)
+
+
+DDPM_MISTAKES = {
+    "added noise at the last step": dict(variance="beta_everywhere"),
+    "your variance is sigma_t^2 = beta_t": dict(variance="beta"),
+    "you did not clip x0_hat": dict(clip=False),
+    "alpha_bar[-1], Python's LAST entry": dict(wrap_at_0=True),
+    "you ran the steps upwards": dict(steps=range(50)),
+    "your loop stops before t = 0": dict(steps=range(49, 0, -1)),
+    "your loop starts at t = T - 2": dict(steps=range(48, -1, -1)),
+    "you used z[t - 1] at step t": dict(noise_shift=-1),
+}
+
+
+def test_the_ddpm_check_s_loop_is_the_scheduler_s_loop(monkeypatch, capsys):
+    """Without a mistake, the check's own Algorithm 2 (which makes the mistakes) passes against DDPMScheduler."""
+    from course_lib.checks import diffusion as checks
+
+    monkeypatch.setenv("COURSE_CHECKS_STRICT", "0")
+    assert checks.check_ddpm_sample(_ddpm_mistake()) is True
+
+
+@pytest.mark.parametrize("words", DDPM_MISTAKES)
+def test_ddpm_sample_check_names_the_mistake(words, monkeypatch, capsys):
+    from course_lib.checks import diffusion as checks
+
+    monkeypatch.setenv("COURSE_CHECKS_STRICT", "0")
+    assert checks.check_ddpm_sample(_ddpm_mistake(**DDPM_MISTAKES[words])) is False
+    assert words in capsys.readouterr().out
+
+
+CFG_MISTAKES = {
+    "you swapped the two outputs": lambda u, c, w: c + w * (u - c),
+    "this is the paper's convention": lambda u, c, w: (1 + w) * c - w * u,
+    "only the guidance direction": lambda u, c, w: w * (c - u),
+}
+
+
+@pytest.mark.parametrize("words", CFG_MISTAKES)
+def test_cfg_check_names_the_mistake(words, monkeypatch, capsys):
+    from course_lib.checks import diffusion as checks
+
+    monkeypatch.setenv("COURSE_CHECKS_STRICT", "0")
+    assert checks.check_cfg(CFG_MISTAKES[words]) is False
+    assert words in capsys.readouterr().out
+
+
+def test_a_named_mistake_raises_in_strict_mode(monkeypatch):
+    from course_lib.checks import CheckFailed
+    from course_lib.checks import diffusion as checks
+
+    monkeypatch.setenv("COURSE_CHECKS_STRICT", "1")
+    with pytest.raises(CheckFailed, match="swapped"):
+        checks.check_cfg(CFG_MISTAKES["you swapped the two outputs"])
 
 
 def test_draw_strokes_and_half_mask():

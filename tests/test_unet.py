@@ -58,3 +58,24 @@ def test_bad_configurations_raise():
     with pytest.raises(ValueError, match="unconditional"):
         UNet(base_channels=8, channel_mults=(1, 2), attention_levels=())(torch.zeros(1, 1, 8, 8), torch.zeros(1),
                                                                          torch.zeros(1).long())
+
+
+@pytest.mark.parametrize("patch, classes", [(1, None), (2, None), (2, 10)])
+def test_shape_walk_follows_the_forward_pass_and_leaves_no_hooks(patch, classes):
+    from course_lib.unet import named_blocks, shape_walk
+
+    torch.manual_seed(0)
+    model = UNet(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), patch_size=patch, num_classes=classes)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 700])
+    labels = torch.tensor([1, 10]) if classes else None
+    walk = dict(shape_walk(model, x, t, labels))
+    size = 16 // patch
+    assert walk["time_mlp"] == (2, 32) and ("label_emb" in walk) == (classes is not None)
+    assert walk["stem"] == walk["down0.res0"] == (2, 8, size, size)
+    assert walk["down0.downsample"] == walk["down1.res0"][:1] + (8, size // 2, size // 2)
+    assert walk["down1.res0"] == walk["down1.attn"] == walk["mid"] == (2, 16, size // 2, size // 2)
+    assert walk["up1.cat"] == (2, 32, size // 2, size // 2)  # mid (16) + the level-1 skip (16)
+    assert walk["up1.upsample"] == (2, 8, size, size) and walk["up0.cat"] == (2, 16, size, size)
+    assert walk["head"] == model(x, t, labels).shape
+    assert set(walk) == {name for name, _ in named_blocks(model)} | {"up0.cat", "up1.cat"}
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
