@@ -27,7 +27,7 @@ from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite
 __all__ = [
     "DCGANConfig", "default_config", "FP32_CPU_WIDTHS", "discriminator_loss", "generator_loss",
     "minimax_generator_loss", "prepare_mnist",
-    "GANResult", "build_gan", "train_step", "train_gan", "sample", "recalibrate_batchnorm",
+    "GANResult", "build_gan", "adversarial_step", "train_step", "train_gan", "sample", "recalibrate_batchnorm",
     "save_gan", "load_gan", "evaluate", "GAN_KIND",
 ]
 
@@ -179,34 +179,47 @@ def build_gan(config: DCGANConfig, device: torch.device | str = "cpu", *, num_fi
     return GANResult(config, net_g, net_d, opt_g, opt_d, ema_model, fixed_noise, scaler)
 
 
-def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def adversarial_step(net_g: nn.Module, net_d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                     real: torch.Tensor, z: torch.Tensor, *, scaler: torch.amp.GradScaler | None = None,
+                     mixed_precision: bool = False) -> torch.Tensor:
     """One round of the game on a batch: D takes a step on real vs G(z), then G takes a step to fool the new D.
 
     real: (B, C, S, S) in [-1, 1]; z: (B, latent_dim). Returns [loss_d, loss_g, D(x), D(G(z))] (detached).
-    One loss scaler serves both updates (PyTorch AMP, several optimizers): `scaler.step` skips an optimizer's step
-    when its float16 gradients overflowed, and `scaler.update` adjusts the scale once per round.
+    Plain float32 by default; with mixed_precision, one loss scaler serves both updates (PyTorch AMP, several
+    optimizers): `scaler.step` skips an optimizer's step when its float16 gradients overflowed, and
+    `scaler.update` adjusts the scale once per round.
     """
-    net_g, net_d, scaler = run.net_g, run.net_d, run.scaler
-    with autocast(real.device, run.config.mixed_precision):
+    scaler = scaler if scaler is not None else grad_scaler(real.device, enabled=False)  # passes straight through
+    with autocast(real.device, mixed_precision):
         fake = net_g(z)  # (B, C, S, S)
         real_logits, fake_logits = net_d(real), net_d(fake.detach())  # (B,), (B,): G gets no gradient here
-    loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
-    run.opt_d.zero_grad(set_to_none=True)
+    loss_d = discriminator_loss(real_logits.float(), fake_logits.float())  # Goodfellow et al. 2014, eq. 1
+    opt_d.zero_grad(set_to_none=True)
     scaler.scale(loss_d).backward()
-    scaler.step(run.opt_d)
+    scaler.step(opt_d)
     net_d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-    with autocast(real.device, run.config.mixed_precision):
-        fake_logits_g = net_d(fake)
-    loss_g = generator_loss(fake_logits_g.float())
-    run.opt_g.zero_grad(set_to_none=True)
+    with autocast(real.device, mixed_precision):
+        fake_logits_g = net_d(fake)  # (B,): the updated D's verdict, differentiable in G's weights
+    loss_g = generator_loss(fake_logits_g.float())  # non-saturating, section 3
+    opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
-    scaler.step(run.opt_g)
+    scaler.step(opt_g)
     scaler.update()
     net_d.requires_grad_(True)
-    if run.ema_model is not None:
-        EMA(net_g, run.config.ema_decay, average=run.ema_model).update(net_g, run.steps)
     d_real, d_fake = real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()
     return torch.stack([loss_d, loss_g, d_real, d_fake]).detach()
+
+
+def train_step(run: GANResult, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """`adversarial_step` on the run's networks, optimizers and loss scaler, then the EMA of G's weights.
+
+    real: (B, C, S, S) in [-1, 1]; z: (B, latent_dim). Returns [loss_d, loss_g, D(x), D(G(z))] (detached).
+    """
+    stats = adversarial_step(run.net_g, run.net_d, run.opt_g, run.opt_d, real, z, scaler=run.scaler,
+                             mixed_precision=run.config.mixed_precision)
+    if run.ema_model is not None:
+        EMA(run.net_g, run.config.ema_decay, average=run.ema_model).update(run.net_g, run.steps)
+    return stats
 
 
 def _snapshot(run: GANResult) -> None:

@@ -4,7 +4,9 @@ Generated digits are judged the way a person would: does a classifier that reads
 them with confidence (`recognizability`), and do their features spread like those of real digits
 (`classifier_fid`: the Fréchet distance of Heusel et al. 2017, computed in this classifier's feature space
 instead of Inception's)? The classifier (`course_lib.digit_classifier`) is trained once by the project
-(`python -m course_lib.metrics`) and shipped in data/checkpoints/digit_classifier.pt.
+(`python -m course_lib.metrics`) and shipped in data/checkpoints/digit_classifier.pt. The same features say
+whether samples are copies of training digits (`memorisation_check`: nearest neighbours in the training set,
+against held-out test digits' distances as the baseline).
 
 Inputs everywhere: a float tensor (N, 1, H, W), H = W = 28, or 32 (centre-cropped to 28), with values in
 [0, 1] or [-1, 1]. The range is detected (any value < 0 means [-1, 1]) unless `value_range=` says it.
@@ -28,6 +30,7 @@ from .train import load_checkpoint
 __all__ = [
     "load_judge", "prepare_digits", "predict", "judge_features", "Recognizability", "recognizability",
     "FeatureStats", "feature_stats", "frechet_distance", "classifier_fid", "reference_digits",
+    "nearest_neighbours", "Memorisation", "memorisation_check",
 ]
 
 VALUE_RANGES = ("[0, 1]", "[-1, 1]")
@@ -228,6 +231,77 @@ def reference_digits(n: int, split: str = "test", *, seed: int = 0, root: str | 
         raise ValueError(f"asked for {n} reference digits but the {split} split ({data.source}) has {len(data)}")
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     return data.images[index]
+
+
+# ---------------------------------------------------------------- are the samples copies? (memorisation)
+def _features_of(x: torch.Tensor, model: DigitClassifier | None, feature_fn: Callable | None, batch_size: int,
+                 device: torch.device | str | None) -> torch.Tensor:
+    """Digits (N, 1, H, W) -> their features (N, D) float64 on the CPU; features (N, D) pass through."""
+    if x.ndim == 2:  # already features, e.g. judge_features(train_images) computed once
+        return x.detach().cpu().double()
+    x = x.to(device) if device is not None else x
+    if feature_fn is not None:
+        return _batched(feature_fn, x, batch_size).double()
+    judge = model if model is not None else load_judge(x.device)
+    return judge_features(x, model=judge, batch_size=batch_size).double()
+
+
+def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor, *, model: DigitClassifier | None = None,
+                       feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_size: int = 500,
+                       device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's nearest digit in `train`, in the judge's feature space: (index (N,) int64 into train,
+    distance (N,) float64), both on the CPU.
+
+    samples, train: digits (N, 1, 28|32, 28|32) in [0, 1] or [-1, 1], the range detected per set (see
+    `prepare_digits`), or their features (N, D) from `judge_features` (to compute a large training set's once).
+    distance: Euclidean between the judge's penultimate features, what classifier FID compares; 0 for a
+    pixel-identical copy. feature_fn replaces the judge (raw batches -> (B, D)), e.g. `lambda x: x.flatten(1)`
+    for pixel distance. device: where the judge runs (None: where the digits are).
+    """
+    queries = _features_of(samples, model, feature_fn, batch_size, device)  # (N, D)
+    keys = _features_of(train, model, feature_fn, batch_size, device)  # (M, D)
+    if queries.shape[1] != keys.shape[1]:
+        raise ValueError(f"samples and train give features of different sizes, {queries.shape[1]} and "
+                         f"{keys.shape[1]}: pass digits of the same kind (or features of the same judge) to both")
+    index = torch.cat([torch.cdist(chunk, keys).argmin(dim=1) for chunk in queries.split(256)])  # (N,) via matmul
+    distance = (queries - keys[index]).norm(dim=1)  # (N,) recomputed directly: exactly 0 for a copy
+    return index, distance
+
+
+@dataclass
+class Memorisation:
+    """How close samples come to the training digits, against how close unseen real digits come.
+
+    index, distance: (N,) each sample's nearest training digit and its distance (`nearest_neighbours`);
+    baseline: (M,) the distance of each held-out test digit to its nearest training digit. A model that
+    copies puts samples at distance ~0, far below the baseline; one that generalizes, at distances like it."""
+
+    index: torch.Tensor
+    distance: torch.Tensor
+    baseline: torch.Tensor
+
+    @property
+    def near_copies(self) -> float:
+        """The share of samples closer to a training digit than the closest 1% of test digits are."""
+        return (self.distance < self.baseline.quantile(0.01)).double().mean().item()
+
+    def __str__(self) -> str:
+        return (f"median distance to the nearest training digit: samples {self.distance.median():.3g}, "
+                f"real test digits {self.baseline.median():.3g}; {self.near_copies:.1%} of {len(self.distance)} "
+                f"samples are closer than the closest 1% of the {len(self.baseline)} test digits")
+
+
+def memorisation_check(samples: torch.Tensor, train_images: torch.Tensor, test_images: torch.Tensor, *,
+                       model: DigitClassifier | None = None, feature_fn: Callable | None = None,
+                       batch_size: int = 500, device: torch.device | str | None = None) -> Memorisation:
+    """Are the samples copies of training digits? `nearest_neighbours` of the samples in `train_images`, and of
+    held-out `test_images` (digits the model never saw: the baseline). Inputs as in `nearest_neighbours`;
+    the training digits' features are computed once."""
+    options = dict(model=model, feature_fn=feature_fn, batch_size=batch_size, device=device)
+    train = _features_of(train_images, model, feature_fn, batch_size, device)  # (M, D)
+    index, distance = nearest_neighbours(samples, train, **options)
+    _, baseline = nearest_neighbours(test_images, train, **options)
+    return Memorisation(index, distance, baseline)
 
 
 if __name__ == "__main__":  # `python -m course_lib.metrics`: train the judge (see course_lib.commands.metrics)

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["image_grid", "to_pil", "save_image", "show_images", "show_side_by_side", "plot_curves",
-           "plot_gan_curves", "animate_grids", "interact_figure"]
+__all__ = ["image_grid", "to_pil", "save_image", "show_images", "show_side_by_side", "show_nearest_neighbours",
+           "plot_curves", "plot_gan_curves", "animate_grids", "interact_figure"]
 
 def _as_batch(images, value_range: tuple[float, float] | None) -> torch.Tensor:
     """Any accepted image input -> (N, 3, H, W) float on the CPU in [0, 1]."""
@@ -147,6 +147,46 @@ def show_side_by_side(images: dict, *, title: str | None = None, nrow: int = 8, 
         fig.suptitle(title)
     fig.tight_layout()
     return _finish(fig, save)
+
+
+def show_nearest_neighbours(samples, neighbours, distance, baseline=None, *, sample_range=(-1.0, 1.0),
+                            train_range=(0.0, 1.0), size: float = 0.8, title: str | None = None,
+                            save: str | os.PathLike | None = None):
+    """Are the samples copies? Top: the samples (K, 1, H, W); below each, its nearest training digit
+    (K, 1, H', W') and their distance. Right, when `baseline` is given: histograms of the samples' distances
+    (N,) next to the baseline's (M,) (held-out real digits to their nearest training digit), e.g. from
+    `metrics.memorisation_check`. `distance` may hold more than K values: the histogram uses them all."""
+    import matplotlib.pyplot as plt
+    k, distance = len(samples), torch.as_tensor(distance).detach().double().cpu()
+    if len(neighbours) != k or len(distance) < k:
+        raise ValueError(f"need one neighbour and one distance per sample: {k} samples, {len(neighbours)} "
+                         f"neighbours, {len(distance)} distances")
+    columns = [size * k, 4.5] if baseline is not None else [size * k]
+    fig = plt.figure(figsize=(sum(columns), max(2.6, 2.4 * size + 0.8)))
+    grid = fig.add_gridspec(2, len(columns), width_ratios=columns)
+    for row, (images, value_range, label) in enumerate(((samples, sample_range, "samples"),
+                                                        (neighbours, train_range, "nearest training digit"))):
+        ax = fig.add_subplot(grid[row, 0])
+        show_images(images, nrow=k, value_range=value_range, ax=ax, title=label)
+    height, width = _as_batch(neighbours, train_range).shape[-2:]
+    for column, d in enumerate(distance[:k].tolist()):  # the distance under each pair, at the column's centre
+        ax.text(2 + column * (width + 2) + width / 2, height + 4, f"{d:.2g}", ha="center", va="top", fontsize=7)
+    if baseline is not None:
+        _distance_histograms(fig.add_subplot(grid[:, 1]), distance, torch.as_tensor(baseline).double().cpu())
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, save)
+
+
+def _distance_histograms(ax, distance: torch.Tensor, baseline: torch.Tensor) -> None:
+    """Samples' and real test digits' distances to their nearest training digit, on shared bins."""
+    top = max(distance.max().item(), baseline.max().item(), 1e-6)
+    bins = torch.linspace(0, top, 31).tolist()
+    ax.hist(baseline.tolist(), bins=bins, density=True, alpha=0.6, label=f"real test digits ({len(baseline)})")
+    ax.hist(distance.tolist(), bins=bins, density=True, alpha=0.6, label=f"samples ({len(distance)})")
+    ax.set_xlabel("distance to the nearest training digit")
+    ax.set_yticks([])
+    ax.legend(fontsize=8)
 
 
 def plot_curves(history: dict, *, title: str | None = None, xlabel: str = "step", ylabel: str = "loss",

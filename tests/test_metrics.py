@@ -242,3 +242,49 @@ def test_reference_digits_caps_only_when_asked(capsys):
     capped = metrics.reference_digits(available + 1, "test", allow_fewer=True)
     assert capped.shape == (available, 1, 28, 28)
     assert f"all {available} test digits" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- are the samples copies? (nearest neighbours)
+def test_a_training_digit_is_its_own_nearest_neighbour_at_distance_zero(tiny_judge):
+    train = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    picks = torch.tensor([3, 17, 39])
+    index, distance = metrics.nearest_neighbours(train[picks], train, model=tiny_judge, batch_size=7)
+    assert index.tolist() == picks.tolist() and index.dtype == torch.int64
+    assert distance.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_nearest_neighbours_shapes_ranges_and_reproducibility(tiny_judge):
+    gen = torch.Generator().manual_seed(1)
+    samples, train = torch.rand(6, 1, 32, 32, generator=gen) * 2 - 1, torch.rand(30, 1, 28, 28, generator=gen)
+    index, distance = metrics.nearest_neighbours(samples, train, model=tiny_judge)
+    assert index.shape == distance.shape == (6,) and ((0 <= index) & (index < 30)).all() and (distance >= 0).all()
+    again = metrics.nearest_neighbours(samples, train, model=tiny_judge)
+    assert torch.equal(index, again[0]) and torch.equal(distance, again[1])
+    features = metrics.judge_features(train, model=tiny_judge)  # (30, D), computed once
+    assert torch.equal(metrics.nearest_neighbours(samples, features, model=tiny_judge)[0], index)
+
+
+def test_nearest_neighbours_in_pixel_space_is_the_brute_force_answer():
+    gen = torch.Generator().manual_seed(2)
+    samples, train = torch.rand(5, 1, 28, 28, generator=gen), torch.rand(20, 1, 28, 28, generator=gen)
+    index, distance = metrics.nearest_neighbours(samples, train, feature_fn=lambda x: x.flatten(1))
+    brute = ((samples.flatten(1)[:, None].double() - train.flatten(1)[None].double()) ** 2).sum(-1).sqrt()  # (5, 20)
+    assert torch.equal(index, brute.argmin(dim=1))
+    torch.testing.assert_close(distance, brute.min(dim=1).values)
+
+
+def test_nearest_neighbours_refuses_mismatched_digits(tiny_judge):
+    with pytest.raises(ValueError, match="different sizes"):
+        metrics.nearest_neighbours(torch.rand(2, 1, 28, 28), torch.rand(4, 1, 32, 32), feature_fn=lambda x: x.flatten(1))
+    with pytest.raises(ValueError, match="grayscale"):
+        metrics.nearest_neighbours(torch.rand(2, 1, 28, 28), torch.rand(4, 3, 28, 28), model=tiny_judge)
+
+
+def test_memorisation_check_tells_copies_from_new_digits(tiny_judge):
+    gen = torch.Generator().manual_seed(3)
+    train, test = torch.rand(50, 1, 28, 28, generator=gen), torch.rand(20, 1, 28, 28, generator=gen)
+    copies = metrics.memorisation_check(train[:10] * 2 - 1, train, test, model=tiny_judge)  # copies, in [-1, 1]
+    assert copies.index.tolist() == list(range(10)) and torch.allclose(copies.distance, torch.zeros(10, dtype=torch.float64), atol=1e-5)
+    assert copies.baseline.shape == (20,) and (copies.baseline > 0).all() and copies.near_copies == 1.0
+    new = metrics.memorisation_check(torch.rand(10, 1, 28, 28, generator=gen), train, test, model=tiny_judge)
+    assert new.near_copies < 0.5 and "median distance to the nearest training digit" in str(new)

@@ -88,6 +88,20 @@ def test_show_side_by_side_labels_each_panel(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["content", "samples"] and (tmp_path / "cmp.png").exists()
 
 
+def test_show_nearest_neighbours_pairs_each_sample_and_compares_the_distances(tmp_path):
+    samples, neighbours = _batch(4) * 2 - 1, _batch(4, seed=1)  # samples in [-1, 1], training digits in [0, 1]
+    distance, baseline = torch.tensor([0.0, 0.5, 1.0, 2.0, 3.0]), torch.linspace(1.0, 4.0, 9)
+    fig = viz.show_nearest_neighbours(samples, neighbours, distance, baseline, save=tmp_path / "nn.png")
+    top, bottom, histogram = fig.axes
+    assert (top.get_title(), bottom.get_title()) == ("samples", "nearest training digit")
+    assert [t.get_text() for t in bottom.texts] == ["0", "0.5", "1", "2"]  # one distance under each of the 4 pairs
+    assert [t.get_text() for t in histogram.get_legend().get_texts()] == ["real test digits (9)", "samples (5)"]
+    assert sum(p.get_height() * p.get_width() for p in histogram.patches[30:]) == pytest.approx(1.0)  # a density
+    assert (tmp_path / "nn.png").exists() and len(viz.show_nearest_neighbours(samples, neighbours, distance).axes) == 2
+    with pytest.raises(ValueError, match="one neighbour and one distance per sample"):
+        viz.show_nearest_neighbours(samples, neighbours[:3], distance)
+
+
 def test_plot_curves_values_pairs_and_smoothing(tmp_path):
     fig = viz.plot_curves({"loss_d": [1.0, 0.5, 0.25], "fid": [(0, 80.0), (10, 40.0)]}, smooth=0.5, logy=True,
                           save=tmp_path / "curves.png")
