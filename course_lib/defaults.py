@@ -12,7 +12,7 @@ __all__ = ["PROFILE_NAMES", "SAMPLER_NAMES", "AUTOGUIDANCE", "AUTOGUIDANCE_INTER
 PROFILE_NAMES = ("smoke", "quick", "full")  # runtime.PROFILES, in this order
 SAMPLER_NAMES = ("ddpm", "ddim")  # schedulers.SAMPLERS
 AUTOGUIDANCE = 2.5  # diffusion: the unconditional model's guidance scale w, measured best on models trained 300 s
-AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))  # diffusion: guide only at sigma_t >= 0.3 (Kynkaanniemi et al. 2024)
+AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))  # diffusion: guide only at sigma_t >= 0.3, high noise included (measured)
 JUDGE_CHECKPOINT = "digit_classifier.pt"  # digit_classifier: the judge's weights in data/checkpoints/
 JUDGE_STEPS = 3000  # digit_classifier.train_judge: training steps of the shipped judge
 GPU_REPORT_GAN_SECONDS = 90.0  # gpu_report.GPU_PLAN: GAN training (full: 300 s)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL  # w = 2.5 at sigma_t >= 0.3
+from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL
 from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
 from .sampling import AutoGuidance, sample
 from .schedulers import BETA_SCHEDULES, PREDICTIONS, predict_eps, scheduler_for, snr
