@@ -30,10 +30,13 @@ student = _load_tool("student")
 
 
 def _solution_lines(nb) -> set[str]:
-    """Stripped lines inside solution blocks that occur nowhere outside them (so their absence means something)."""
+    """Stripped lines inside solution blocks that occur in no code outside them (so their absence means something);
+    a hint in markdown that quotes one is a leak."""
     inside, outside = set(), set()
     for cell in nb.cells:
-        blocks = student.solution_blocks(cell.source) if cell.cell_type == "code" else []
+        if cell.cell_type != "code":
+            continue
+        blocks = student.solution_blocks(cell.source)
         in_block = {n for begin, end, _ in blocks for n in range(begin + 1, end)}
         for number, line in enumerate(cell.source.splitlines()):
             (inside if number in in_block else outside).add(line.strip())
