@@ -757,7 +757,7 @@ def test_cli_sample_help_states_the_autoguidance_default(capsys):
     assert f"default{defaults.AUTOGUIDANCE};" in "".join(capsys.readouterr().out.split())
 
 
-@pytest.mark.parametrize("name", ["ddpm_mnist.pt", "ddpm_mnist_cond.pt"])
+@pytest.mark.parametrize("name", ["ddpm_mnist.pt", "ddpm_mnist_cond.pt", "ddpm_plain_mnist.pt"])
 def test_shipped_checkpoints_load_as_runs(name):
     path = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / name
     if not path.is_file():
@@ -766,3 +766,6 @@ def test_shipped_checkpoints_load_as_runs(name):
     assert isinstance(run, D.DiffusionResult) and run.steps > 0 and run.seconds > 0
     assert run.config.conditional == name.endswith("_cond.pt")
     assert not run.ema_model.training
+    if "plain" in name:  # notebook 02's first model: the paper's objective on pixels
+        from course_lib.diffusion_ablation import plain_ddpm
+        assert run.config == plain_ddpm()
