@@ -169,7 +169,8 @@ def test_the_loss_is_zero_for_the_painting_itself_and_its_terms_are_the_formulas
     grams = style_targets(vgg, painting, config)
     assert {n: tuple(g.shape) for n, g in grams.items()} == {"relu1_2": (1, 64, 64), "relu2_2": (1, 128, 128)}
     same = perceptual_loss_terms(vgg, painting, painting, grams, config)
-    assert same["content"].item() == pytest.approx(0.0, abs=1e-6) and same["style"].item() == pytest.approx(0.0, abs=1e-6)
+    assert same["content"].item() == pytest.approx(0.0, abs=1e-6)
+    assert same["style"].item() == pytest.approx(0.0, abs=1e-6)
     terms = perceptual_loss_terms(vgg, other, painting, grams, config)
     features, targets = vgg(other), vgg(painting)
     content = F.mse_loss(features["relu2_2"], targets["relu2_2"])  # Johnson et al., eq. 2
