@@ -22,7 +22,7 @@ import torch
 from .images import load_image
 from .perceptual import WEIGHT_SOURCES, VGG19Features
 from .photo_crops import PhotoCrops
-from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
+from .runtime import autocast, check_choice, get_profile, grad_scaler, progress as progress_bar
 from .style import _check_pixels, gatys_loss_terms, gram_matrix
 from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, check_resume_config, load_checkpoint,
                     save_checkpoint)
@@ -36,6 +36,7 @@ FAST_STYLE_KIND = "fast_style"
 JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # Johnson et al., section 4.1 (VGG-16 names,
 JOHNSON_CONTENT_LAYERS = ("relu2_2",)  # the same layers in VGG19, whose block 3 and 4 have a 4th conv after them)
 HISTORY_KEYS = ("step", "seconds", "loss", "content", "style", "tv")
+LOSS_LIMIT = 1e12  # stop above this: in VGG's caffe units (0-255 inputs) the terms start near 1e4-1e6
 
 
 @dataclass
@@ -164,9 +165,9 @@ def train_step(run: FastStyleResult, photos: torch.Tensor, target_grams: dict[st
     output = run.net(photos)  # y_hat = f_W(y), (B, 3, S, S) in [0, 1]
     terms = perceptual_loss_terms(vgg, output, photos, target_grams, run.config)
     loss = sum(terms.values())
-    values = dict(zip(("loss", *terms), torch.stack([loss, *terms.values()]).tolist()))  # one device sync
+    values = dict(zip(("loss", *terms), torch.stack([loss, *terms.values()]).detach().tolist()))  # one sync
     values.setdefault("tv", 0.0)
-    check_finite(run.steps + 1, **values)
+    check_finite(run.steps + 1, limit=LOSS_LIMIT, **values)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)  # skipped when float16 gradients overflowed; the scale is lowered instead
@@ -303,7 +304,6 @@ def apply_fast_style(net: TransformNet, image, *, batch_size: int = 4, device: t
     device = torch.device(device) if device is not None else next(net.parameters()).device
     images = _rgb_batch(image)  # (N, 3, H, W) in [0, 1]
     if max_pixels is None:
-        from .runtime import get_profile
         max_pixels = get_profile(device=device).max_pixels
     upscale = net.config.upscale
     _check_pixels((upscale * images.shape[-2], upscale * images.shape[-1]), max_pixels)

@@ -83,7 +83,8 @@ def train(args) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    last = {key: round(values[-1], 5) for key, values in result.history.items() if key in ("loss", "content", "style")}
+    last = {key: round(values[-1], 5) for key, values in result.history.items()
+            if key in ("loss", "content", "style", "tv") and values}
     record = {"command": train_command(args), "profile": profile.name, "device": str(device), "seed": args.seed,
               "style": args.style, "photos": list(result.photos), "steps": result.steps,
               "train_seconds": round(result.seconds, 1),
