@@ -33,8 +33,9 @@ __all__ = ["FAST_STYLE_KIND", "JOHNSON_STYLE_LAYERS", "JOHNSON_CONTENT_LAYERS", 
            "train_fast_style", "save_fast_style", "load_fast_style", "apply_fast_style"]
 
 FAST_STYLE_KIND = "fast_style"
-JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # Johnson et al., section 4.1 (VGG-16 names,
-JOHNSON_CONTENT_LAYERS = ("relu2_2",)  # the same layers in VGG19, whose block 3 and 4 have a 4th conv after them)
+# Johnson et al.'s loss layers (section 4.1), named as in their VGG-16; VGG19 has them too (blocks 3-5 add a 4th conv)
+JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+JOHNSON_CONTENT_LAYERS = ("relu2_2",)
 HISTORY_KEYS = ("step", "seconds", "loss", "content", "style", "tv")
 LOSS_LIMIT = 1e12  # stop above this: in VGG's caffe units (0-255 inputs) the terms start near 1e4-1e6
 
@@ -184,7 +185,8 @@ def train_fast_style(config: FastStyleConfig, style_image: torch.Tensor, *, budg
     """Train a TransformNet to paint photos in the style of `style_image` (1, 3, H, W) in [0, 1], within `budget`.
 
     Each step: a batch of random crops (`photos`, default `PhotoCrops(config.image_size)`; anything with
-    `.sample(batch_size, generator)`), `train_step`, the EMA update. `device`: default the painting's.
+    `.sample(batch_size, generator)`), `train_step`, the EMA update. `generator` draws the crops; the network's
+    initial weights come from torch's global generator (`runtime.seed_everything`). `device`: default the painting's.
     `vgg`: a prebuilt loss network with the config's layers (default `build_vgg(config)`).
     resume: a FastStyleResult or a checkpoint path to continue (same config; the budget counts this call only).
     checkpoint: written atomically every `checkpoint_every` seconds and at the end; on a NaN loss training stops
