@@ -258,8 +258,10 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(checkpoint
 
 def test_for_profile_sizes_the_crops_and_the_width():
     assert FastStyleConfig.for_profile(PROFILES["smoke"]).image_size == 64
-    assert FastStyleConfig.for_profile(PROFILES["full"]).net.channels == 32
-    assert FastStyleConfig.for_profile(PROFILES["quick"], image_size=128).image_size == 128
+    assert FastStyleConfig.for_profile(PROFILES["quick"]).image_size == 128
+    full = FastStyleConfig.for_profile(PROFILES["full"])
+    assert (full.image_size, full.net.channels) == (256, 32)  # Johnson et al.'s
+    assert FastStyleConfig.for_profile(PROFILES["quick"], image_size=96).image_size == 96
 
 
 # ---------------------------------------------------------------- applying the network

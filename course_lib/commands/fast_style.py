@@ -23,7 +23,7 @@ def add(sub) -> None:
     t.add_argument("--out", required=True, help="checkpoint path to write (NET.pt)")
     add_training_args(t)
     t.add_argument("--size", type=int, default=None,
-                   help="side of the square training crops in pixels (default: the profile's image size, at most 256)")
+                   help="side of the square training crops in pixels (default 128; 256, the paper's, under the full profile)")
     t.add_argument("--channels", type=int, default=None,
                    help="the network's width C (default 16; 32, the paper's, under the full profile)")
     t.add_argument("--style-weight", type=float, default=None, help="beta, the style loss's weight")
