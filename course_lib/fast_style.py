@@ -50,7 +50,7 @@ class FastStyleConfig:
     batch_size: int = 4  # Johnson et al.: 4
     lr: float = 1e-3  # Adam's learning rate (Johnson et al.: 1e-3)
     content_weight: float = 1.0  # alpha
-    style_weight: float = 1e3  # beta
+    style_weight: float = 30.0  # beta: pytorch/examples' 1e10 / 1e5 in caffe units (features ~58x larger); untuned
     tv_weight: float = 0.0  # gamma
     content_layers: tuple[str, ...] = JOHNSON_CONTENT_LAYERS
     style_layers: tuple[str, ...] = JOHNSON_STYLE_LAYERS
