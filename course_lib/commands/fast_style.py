@@ -1,0 +1,137 @@
+"""`python -m course_lib fast-style train ...` and `... fast-style apply ...`: feed-forward style transfer
+(Johnson et al. 2016, course_lib.fast_style), chapter 05.
+
+train: a transformation network taught to paint photos in the style of --style (a painting's name or an image file)
+within the profile's budget (or --steps / --seconds); checkpoint at --out, a JSON record beside it.
+apply: a trained network paints CONTENT (a file, URL or example photo's name) in one forward pass.
+"""
+from __future__ import annotations
+
+import sys
+
+from .common import add_training_args, budget, command_line, start_training, write_record
+
+__all__ = ["add", "run"]
+
+
+def add(sub) -> None:
+    p = sub.add_parser("fast-style", help="train a feed-forward style network (Johnson et al. 2016) or apply one")
+    fsub = p.add_subparsers(dest="action", required=True)
+    t = fsub.add_parser("train", help="train a transformation network on one painting")
+    t.add_argument("--style", required=True,
+                   help="the painting: a name (starry_night, the_scream, great_wave, ...) or an image path or URL")
+    t.add_argument("--out", required=True, help="checkpoint path to write (NET.pt)")
+    add_training_args(t)
+    t.add_argument("--size", type=int, default=None,
+                   help="side of the square training crops in pixels (default 128; 256, the paper's, under the full profile)")
+    t.add_argument("--channels", type=int, default=None,
+                   help="the network's width C (default 16; 32, the paper's, under the full profile)")
+    t.add_argument("--style-weight", type=float, default=None, help="beta, the style loss's weight")
+    a = fsub.add_parser("apply", help="paint a photo with a trained network")
+    a.add_argument("net", metavar="NET", help="a checkpoint written by `fast-style train`")
+    a.add_argument("content", help="the photo: path, URL or example name (astronaut, cat, coffee, ...)")
+    a.add_argument("-o", "--out", required=True, help="output image path (.png/.jpg)")
+    a.add_argument("--size", type=int, default=None, help="shorter side of the photo in pixels (default: as it is)")
+    a.add_argument("--device", default=None)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    return train(args) if args.action == "train" else apply(args)
+
+
+def _config(args, profile):
+    """fast_style.FastStyleConfig for the profile, with the sizes and weights given on the command line."""
+    from ..fast_style import FastStyleConfig
+    from ..transform_net import TransformNetConfig
+    overrides = {"image_size": args.size, "style_weight": args.style_weight,
+                 "net": TransformNetConfig(channels=args.channels) if args.channels is not None else None}
+    return FastStyleConfig.for_profile(profile, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _painting(src: str, root):
+    """--style: a painting's name (images.style_image: cached, downloaded, or its offline stand-in) or an image."""
+    from pathlib import Path
+
+    from ..images import STYLE_IMAGES, load_image, style_image
+    if src in STYLE_IMAGES:
+        return style_image(src, root=root)
+    if not src.startswith(("http://", "https://")) and not Path(src).expanduser().is_file():
+        raise FileNotFoundError(f"--style {src!r} is neither a painting's name ({', '.join(STYLE_IMAGES)}) nor an "
+                                f"image file")
+    return load_image(src)
+
+
+def train(args) -> int:
+    import torch
+
+    from ..fast_style import load_fast_style, train_fast_style
+    from ..train import TrainingDiverged
+
+    device, profile, generator = start_training(args)
+    if args.resume and (args.size, args.channels, args.style_weight) != (None, None, None):
+        print("error: --resume trains with the checkpoint's own config; drop --size, --channels and --style-weight",
+              file=sys.stderr)
+        return 2
+    config = load_fast_style(args.resume).config if args.resume else _config(args, profile)
+    painting = _painting(args.style, args.data)
+    print(f"{config}\npainting {args.style!r} {tuple(painting.shape)}, device={device}, profile={profile.name}")
+    try:
+        result = train_fast_style(config, painting, device=device, generator=generator, resume=args.resume,
+                                  budget=budget(args, profile.fast_style_steps, profile.fast_style_seconds),
+                                  checkpoint=args.out)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    last = {key: round(values[-1], 5) for key, values in result.history.items()
+            if key in ("loss", "content", "style", "tv") and values}
+    record = {"command": train_command(args), "profile": profile.name, "device": str(device), "seed": args.seed,
+              "style": args.style, "photos": list(result.photos), "steps": result.steps,
+              "train_seconds": round(result.seconds, 1),
+              "seconds_per_step": round(result.seconds / result.steps, 3) if result.steps else None,
+              "crop_size": config.image_size, "batch_size": config.batch_size, "channels": config.net.channels,
+              "final": last, "torch": torch.__version__}
+    write_record(args.out, record)
+    return 0
+
+
+def train_command(args) -> str:
+    """The training command, rebuilt from its arguments (recorded beside the checkpoint)."""
+    flags = [("--style", args.style), ("--profile", args.profile), ("--seconds", args.seconds),
+             ("--steps", args.steps), ("--size", args.size), ("--channels", args.channels),
+             ("--style-weight", args.style_weight), ("--seed", args.seed), ("--resume", args.resume)]
+    return command_line("fast-style train", args.out, flags)
+
+
+def _no_network(name: str) -> FileNotFoundError:
+    """NET is not a file: the course ships no trained networks yet, so say how to train one."""
+    from ..images import STYLE_IMAGES
+    style = name if name in STYLE_IMAGES else "starry_night"
+    out = name if name.endswith(".pt") else f"{name}.pt"
+    return FileNotFoundError(f"{name!r} is not a checkpoint file, and no shipped network of that name exists yet (the "
+                             f"course ships none so far). Train one: python -m course_lib fast-style train --style "
+                             f"{style} --out {out}; then: python -m course_lib fast-style apply {out} CONTENT -o OUT.png")
+
+
+def apply(args) -> int:
+    import time
+    from pathlib import Path
+
+    from ..fast_style import apply_fast_style, load_fast_style
+    from ..images import EXAMPLE_IMAGES, example_image, load_image
+    from ..runtime import get_device
+    from ..viz import save_image
+
+    if not Path(args.net).expanduser().is_file():
+        raise _no_network(args.net)
+    device = get_device(args.device)
+    run = load_fast_style(Path(args.net).expanduser(), device=device)
+    load = example_image if args.content in EXAMPLE_IMAGES else load_image
+    photo = load(args.content, args.size)  # (1, 3, H, W) in [0, 1]
+    start = time.perf_counter()
+    painted = apply_fast_style(run.model, photo, device=device)  # (1, 3, H, W) in [0, 1]
+    seconds = time.perf_counter() - start
+    path = save_image(painted.cpu(), args.out)
+    print(f"wrote {path} ({painted.shape[-1]}x{painted.shape[-2]}) in {seconds:.2f} s on {device}, with a network "
+          f"trained {run.steps} steps")
+    return 0

@@ -1,0 +1,327 @@
+"""Fast style transfer (Johnson, Alahi & Fei-Fei 2016): train a network that paints any photo in one pass.
+
+Gatys et al. optimize the pixels x of each image to lower L(x) = alpha L_content + beta L_style + gamma L_tv
+(`course_lib.style`). Johnson et al. lower the same perceptual loss over the weights W of a transformation
+network f_W (`course_lib.transform_net`), in expectation over photos y (their eq. 1):
+
+    W* = argmin_W E_y[ alpha l_feat(f_W(y), y) + beta l_style(f_W(y), painting) + gamma l_tv(f_W(y)) ]
+
+- l_feat (eq. 2) = ||phi_j(y_hat) - phi_j(y)||^2 / (C_j H_j W_j) at relu2_2: `perceptual.content_loss`.
+- l_style (eqs. 3-4) compares Gram matrices G = F F^T / (C H W) (`style.gram_matrix`, their normalization) at
+  relu1_2, relu2_2, relu3_3, relu4_3; `style.style_loss` averages over the C x C entries where they sum.
+- The painting's Gram matrices are computed once; the photo's own features are the content target.
+Training takes minutes to hours; applying the network (`apply_fast_style`) then takes one forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .images import load_image
+from .perceptual import WEIGHT_SOURCES, VGG19Features
+from .photo_crops import PhotoCrops
+from .runtime import autocast, check_choice, get_profile, grad_scaler, progress as progress_bar
+from .style import _check_pixels, gatys_loss_terms, gram_matrix
+from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, check_resume_config, load_checkpoint,
+                    save_checkpoint)
+from .transform_net import TransformNet, TransformNetConfig
+
+__all__ = ["FAST_STYLE_KIND", "JOHNSON_STYLE_LAYERS", "JOHNSON_CONTENT_LAYERS", "FastStyleConfig", "FastStyleResult",
+           "build_fast_style", "build_vgg", "style_targets", "content_targets", "perceptual_loss_terms", "train_step",
+           "train_fast_style", "save_fast_style", "load_fast_style", "apply_fast_style"]
+
+FAST_STYLE_KIND = "fast_style"
+# Johnson et al.'s loss layers (section 4.1), named as in their VGG-16; VGG19 has them too (blocks 3-5 add a 4th conv)
+JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+JOHNSON_CONTENT_LAYERS = ("relu2_2",)
+HISTORY_KEYS = ("step", "seconds", "loss", "content", "style", "tv")
+CPU_CROP_SIZE = 128  # crop side off a GPU: a quarter of the pixels of 256, so 4x the steps in a CPU budget
+LOSS_LIMIT = 1e12  # stop above this: in VGG's caffe units (0-255 inputs) the terms start near 1e4-1e6
+
+
+@dataclass
+class FastStyleConfig:
+    """The network and its training recipe (Johnson et al.'s values noted where ours differ)."""
+
+    net: TransformNetConfig = field(default_factory=TransformNetConfig)
+    image_size: int = 256  # S: side of the square training crops (Johnson et al.: 256)
+    batch_size: int = 4  # Johnson et al.: 4
+    lr: float = 1e-3  # Adam's learning rate (Johnson et al.: 1e-3)
+    content_weight: float = 1.0  # alpha
+    style_weight: float = 30.0  # beta: pytorch/examples' 1e10 / 1e5 in caffe units (features ~58x larger); untuned
+    tv_weight: float = 0.0  # gamma
+    content_layers: tuple[str, ...] = JOHNSON_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = JOHNSON_STYLE_LAYERS
+    style_size: int = 256  # the painting's shorter side when its Gram matrices are taken: sets the size of strokes
+    min_scale: float = 0.5  # a crop's side is at least this share of its photo's shorter side (PhotoCrops)
+    weights: str = "caffe"  # VGG19 weights: "caffe" (offline) or "torchvision"
+    pooling: str = "max"
+    ema_decay: float = 0.0  # EMA of the network's weights used to apply it (0 = off)
+    mixed_precision: bool = False  # the VGG pass under runtime.autocast; the losses stay in float32
+
+    def __post_init__(self):
+        if isinstance(self.net, dict):  # as stored in a checkpoint
+            self.net = TransformNetConfig(**self.net)
+        self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        check_choice("VGG19 weights", self.weights, [w for w in WEIGHT_SOURCES if w is not None])
+        if min(self.image_size, self.style_size) < 8 or self.batch_size < 1:
+            raise ValueError(f"need image_size and style_size >= 8 (TransformNet's smallest input) and "
+                             f"batch_size >= 1, got {self.image_size}, {self.style_size} and {self.batch_size}")
+        if not 0.0 <= self.ema_decay < 1.0 or self.lr <= 0:
+            raise ValueError(f"need lr > 0 and ema_decay in [0, 1), got lr={self.lr}, ema_decay={self.ema_decay}")
+
+    @classmethod
+    def for_profile(cls, profile, **overrides) -> "FastStyleConfig":
+        """The recipe for a `runtime.Profile`: under `full` (a GPU) the paper's 256-pixel crops and width 32; elsewhere
+        crops of min(128, profile.image_size), 4x the steps of 256 in the same time, and the narrower default width.
+        `overrides` win."""
+        if profile.name == "full":
+            values = {"image_size": 256, "net": TransformNetConfig(channels=32)}
+        else:
+            values = {"image_size": min(CPU_CROP_SIZE, profile.image_size)}
+        return cls(**{**values, **overrides})
+
+
+@dataclass
+class FastStyleResult:
+    """What `train_fast_style` returns (and `load_fast_style` restores). Apply `.model`.
+
+    history: lists per logged step (HISTORY_KEYS; "tv" is 0 when tv_weight is 0); style: the painting (1, 3, h, w)
+    uint8, for showing what the network learned; photos: the names of the training photos."""
+
+    config: FastStyleConfig
+    net: TransformNet
+    optimizer: torch.optim.Optimizer
+    ema_model: TransformNet | None = None
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("cpu", enabled=False))  # float16 only
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    style: torch.Tensor | None = None
+    photos: tuple[str, ...] = ()
+    steps: int = 0
+    seconds: float = 0.0  # training time over all runs (resumed runs add up)
+    images_seen: int = 0
+
+    @property
+    def model(self) -> TransformNet:
+        """The network to apply: the EMA weights when kept, else the trained network itself."""
+        return self.ema_model if self.ema_model is not None else self.net
+
+
+def build_fast_style(config: FastStyleConfig, device: torch.device | str = "cpu") -> FastStyleResult:
+    """A fresh TransformNet (PyTorch's default init), its Adam optimizer, its EMA copy and the loss scaler."""
+    net = TransformNet(config.net).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    ema_model = EMA(net, config.ema_decay).model if config.ema_decay > 0 else None
+    return FastStyleResult(config, net, optimizer, ema_model, grad_scaler(device, config.mixed_precision))
+
+
+def build_vgg(config: FastStyleConfig) -> VGG19Features:
+    """The loss network phi: VGG19 up to the deepest content or style layer, frozen."""
+    return VGG19Features(config.weights, layers=config.content_layers + config.style_layers, pooling=config.pooling)
+
+
+# ---------------------------------------------------------------- the perceptual loss
+@torch.no_grad()
+def style_targets(vgg: VGG19Features, painting: torch.Tensor, config: FastStyleConfig) -> dict[str, torch.Tensor]:
+    """G(phi_l(painting)) (1, C, C) per style layer, computed once: the painting (1, C, H, W), C in {1, 3, 4}, is
+    made RGB and scaled so its shorter side is config.style_size."""
+    features = vgg(load_image(painting, config.style_size))
+    return {name: gram_matrix(features[name].float()) for name in config.style_layers}
+
+
+@torch.no_grad()
+def content_targets(vgg: VGG19Features, photos: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """phi_j(y) for the photos (B, 3, S, S) at the content `layers`, running VGG only as deep as they are
+    (relu2_2: 4 of its convolutions), without a graph: they are targets."""
+    x, out = vgg.preprocess(photos), {}
+    for name, layer in vgg.body.items():
+        x = layer(x)
+        if name in layers:
+            out[name] = x.float()
+            if len(out) == len(layers):
+                break
+    return out
+
+
+def perceptual_loss_terms(vgg: VGG19Features, output: torch.Tensor, photos: torch.Tensor,
+                          target_grams: dict[str, torch.Tensor], config: FastStyleConfig) -> dict[str, torch.Tensor]:
+    """Johnson et al.'s eq. 1 for one batch: {"content", "style"[, "tv"]}, weighted scalars whose sum is the loss.
+
+    output: y_hat = f_W(y) (B, 3, S, S) in [0, 1], with a graph to W; photos: y (B, 3, S, S); target_grams: the
+    painting's (`style_targets`). The same terms as Gatys' (`style.gatys_loss_terms`), now averaged over a batch.
+    """
+    targets = content_targets(vgg, photos, config.content_layers)
+    with autocast(output.device, config.mixed_precision):  # the VGG pass in reduced precision if enabled
+        features = vgg(output)
+    features = {name: f.float() for name, f in features.items()}  # Gram matrices and losses in float32
+    return gatys_loss_terms(features, output, targets, target_grams, config)
+
+
+# ---------------------------------------------------------------- training
+def train_step(run: FastStyleResult, photos: torch.Tensor, target_grams: dict[str, torch.Tensor],
+               vgg: VGG19Features) -> dict[str, float]:
+    """One Adam step on a batch of photos (B, 3, S, S) in [0, 1]: returns {"loss", "content", "style", "tv"}.
+
+    A NaN or exploding loss raises `TrainingDiverged` before the step, so the weights are never touched by it.
+    """
+    output = run.net(photos)  # y_hat = f_W(y), (B, 3, S, S) in [0, 1]
+    terms = perceptual_loss_terms(vgg, output, photos, target_grams, run.config)
+    loss = sum(terms.values())
+    values = dict(zip(("loss", *terms), torch.stack([loss, *terms.values()]).detach().tolist()))  # one sync
+    values.setdefault("tv", 0.0)
+    check_finite(run.steps + 1, limit=LOSS_LIMIT, **values)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)  # skipped when float16 gradients overflowed; the scale is lowered instead
+    run.scaler.update()
+    return values
+
+
+def train_fast_style(config: FastStyleConfig, style_image: torch.Tensor, *, budget: Budget,
+                     device: torch.device | str | None = None, generator: torch.Generator | None = None,
+                     checkpoint: str | Path | None = None, resume: FastStyleResult | str | Path | None = None,
+                     photos: PhotoCrops | None = None, vgg: VGG19Features | None = None,
+                     checkpoint_every: float = 60.0, log_every: int = 10, progress: bool = True,
+                     callback=None) -> FastStyleResult:
+    """Train a TransformNet to paint photos in the style of `style_image` (1, 3, H, W) in [0, 1], within `budget`.
+
+    Each step: a batch of random crops (`photos`, default `PhotoCrops(config.image_size)`; anything with
+    `.sample(batch_size, generator)`), `train_step`, the EMA update. `generator` draws the crops; the network's
+    initial weights come from torch's global generator (`runtime.seed_everything`). `device`: default the painting's.
+    `vgg`: a prebuilt loss network with the config's layers (default `build_vgg(config)`).
+    resume: a FastStyleResult or a checkpoint path to continue (same config; the budget counts this call only).
+    checkpoint: written atomically every `checkpoint_every` seconds and at the end; on a NaN loss training stops
+    with `TrainingDiverged` and the last good checkpoint is left as it was. callback(run) after every logged step.
+    """
+    device = torch.device(device) if device is not None else style_image.device
+    run = _start(config, resume, device)
+    vgg = build_vgg(config).to(device) if vgg is None else vgg
+    _check_vgg(vgg, config)
+    target_grams = style_targets(vgg, style_image.to(device), config)
+    photos = PhotoCrops(config.image_size, min_scale=config.min_scale) if photos is None else photos
+    run.photos = tuple(getattr(photos, "sources", ()))
+    run.style = (load_image(style_image, config.style_size) * 255).round().to(torch.uint8).cpu()
+    run.net.train()
+    bar = progress_bar(total=budget.total, desc="fast style", disable=None if progress else True)
+    calls, start_seconds, last_save, values = 0, run.seconds, 0.0, None
+    budget.start()
+    while not budget.done(calls):
+        values = train_step(run, photos.sample(config.batch_size, generator).to(device), target_grams, vgg)
+        if run.ema_model is not None:
+            EMA(run.net, config.ema_decay, average=run.ema_model).update(run.net, run.steps)
+        run.steps, calls, run.images_seen = run.steps + 1, calls + 1, run.images_seen + config.batch_size
+        run.seconds = start_seconds + budget.elapsed
+        bar.update(1)
+        if calls % log_every == 0 or calls == 1:
+            _log(run, values, bar, callback)
+        if checkpoint is not None and budget.elapsed - last_save >= checkpoint_every:
+            save_fast_style(checkpoint, run)
+            last_save = budget.elapsed
+    bar.close()
+    if values is not None and run.history["step"][-1:] != [run.steps]:
+        _log(run, values, bar, None)
+    if checkpoint is not None:
+        save_fast_style(checkpoint, run)
+    return run
+
+
+def _start(config: FastStyleConfig, resume, device: torch.device) -> FastStyleResult:
+    if resume is None:
+        return build_fast_style(config, device)
+    run = resume if isinstance(resume, FastStyleResult) else load_fast_style(resume, device=device)
+    check_resume_config(run.config, config, hint="load_fast_style(path).config")
+    return run
+
+
+def _check_vgg(vgg: VGG19Features, config: FastStyleConfig) -> None:
+    missing = [n for n in config.content_layers + config.style_layers if n not in vgg.layers]
+    if missing:
+        raise ValueError(f"the VGG19Features passed in does not compute {missing}: build it with build_vgg(config)")
+
+
+def _log(run: FastStyleResult, values: dict[str, float], bar, callback) -> None:
+    """Append this step's losses to the history, show them, then call `callback(run)`."""
+    for key, value in zip(HISTORY_KEYS, (run.steps, round(run.seconds, 2), values["loss"], values["content"],
+                                         values["style"], values["tv"])):
+        run.history[key].append(value)
+    bar.set_postfix(loss=f"{values['loss']:.4g}", content=f"{values['content']:.3g}", style=f"{values['style']:.3g}")
+    if callback is not None:
+        callback(run)
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_fast_style(path: str | Path, run: FastStyleResult, *, optimizer: bool = True, **extra) -> Path:
+    """Write the network (and its EMA copy), Adam's state (unless optimizer=False: a smaller file to ship; resuming
+    then starts Adam afresh), the config, history, painting and photo names, atomically (kind "fast_style")."""
+    def cpu(net: TransformNet) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+    for name, net in (("the network", run.net), ("the EMA network", run.ema_model)):
+        if net is not None and not all(torch.isfinite(p).all() for p in net.parameters()):
+            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.steps}: not saved; the last good "
+                                   f"checkpoint (if any) was kept. Lower the learning rate.")
+    state = {"net": cpu(run.net)}
+    if optimizer:
+        state["optimizer"] = run.optimizer.state_dict()
+    if run.ema_model is not None:
+        state["ema"] = cpu(run.ema_model)
+    return save_checkpoint(path, kind=FAST_STYLE_KIND, config=run.config, state=state, steps=run.steps,
+                           seconds=run.seconds, images_seen=run.images_seen, history=run.history,
+                           style=run.style, photos=list(run.photos), **extra)
+
+
+def load_fast_style(path: str | Path, *, device: torch.device | str = "cpu") -> FastStyleResult:
+    """Rebuild a run from `save_fast_style`'s checkpoint on `device` (apply `.model`, or resume it); fails clearly
+    on a checkpoint of another kind or config."""
+    ckpt = load_checkpoint(path, kind=FAST_STYLE_KIND, config_cls=FastStyleConfig)
+    config, state = ckpt["config"], ckpt["state"]
+    run = build_fast_style(config, "cpu")
+    try:
+        run.net.load_state_dict(state["net"])
+        if run.ema_model is not None:
+            run.ema_model.load_state_dict(state.get("ema", state["net"]))
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit FastStyleConfig{asdict(config)}: {e}") from e
+    run.net.to(device)
+    if run.ema_model is not None:
+        run.ema_model.to(device)
+    if "optimizer" in state:  # after .to(device): Adam's moments follow the parameters
+        run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler = grad_scaler(device, config.mixed_precision)
+    run.history = {k: list(v) for k, v in ckpt["history"].items()}
+    run.style, run.photos = ckpt.get("style"), tuple(ckpt.get("photos", ()))
+    run.steps, run.seconds, run.images_seen = ckpt["steps"], ckpt["seconds"], ckpt["images_seen"]
+    return run
+
+
+# ---------------------------------------------------------------- applying the network
+@torch.inference_mode()
+def apply_fast_style(net: TransformNet, image, *, batch_size: int = 4, device: torch.device | str | None = None,
+                     max_pixels: int | None = None) -> torch.Tensor:
+    """y_hat = f_W(x): one forward pass per batch of `batch_size` images, at their own size (any H, W >= 8).
+
+    image: a tensor (N, C, H, W) or (C, H, W) with C in {1, 3, 4} (grayscale and RGBA are made RGB), or anything
+    `images.load_image` takes (a path, PIL image, array). Returns (N, 3, u*H, u*W) in [0, 1] on `device` (default:
+    the network's), u = net.config.upscale. Outputs over `max_pixels` (default: the profile's) are refused.
+    """
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    images = _rgb_batch(image)  # (N, 3, H, W) in [0, 1]
+    if max_pixels is None:
+        max_pixels = get_profile(device=device).max_pixels
+    upscale = net.config.upscale
+    _check_pixels((upscale * images.shape[-2], upscale * images.shape[-1]), max_pixels)
+    was_training = net.training
+    net.eval()
+    out = torch.cat([net(chunk.to(device)) for chunk in images.split(batch_size)])  # (N, 3, uH, uW)
+    net.train(was_training)
+    return out
+
+
+def _rgb_batch(image) -> torch.Tensor:
+    """A batch (N, C, H, W) image by image through `load_image` (C in {1, 3, 4} -> 3, range checked); anything
+    else as `load_image` reads it, (1, 3, H, W)."""
+    if isinstance(image, torch.Tensor) and image.dim() == 4:
+        return torch.cat([load_image(x) for x in image])
+    return load_image(image)
