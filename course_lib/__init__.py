@@ -5,7 +5,7 @@ until a name that needs it is used (so `python -m course_lib --help` answers at 
 Import each name from the module that defines it; this package re-exports only `get_device`, `get_profile` and
 `seed_everything`, the first cell of every notebook.
 
-Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style transfer):
+Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style transfer, 05 perceptual editing):
 
     runtime           device, mixed precision (autocast, grad_scaler), budget profiles, seed, progress bar (all)
     defaults          plain constants that the library and the command line share, without torch (all)
@@ -31,6 +31,9 @@ Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style 
     perceptual        VGG19 features by layer name, the content loss, feature inversion (03, 04)
     optimize          optimizing the pixels of an image: optimize_image, PyramidImage, our L-BFGS (03, 04)
     style             Gatys style transfer: Gram matrices, the style loss, stylize (04)
+    transform_net     Johnson et al.'s image transformation network: any size in, same size (or 4x) out (05)
+    photo_crops       training photos for chapter 05: seeded random crops, astronaut and coffee held out (05)
+    fast_style        feed-forward style transfer: the perceptual loss, training, checkpoints, apply_fast_style (05)
     bench             make bench: runs the groups of course_lib/benchmarks/, one table, bench/results.json
     gpu_report        make gpu-report: the full profile's targets measured on one GPU
     commands/         the command line (python -m course_lib ...), one module per command group

@@ -23,7 +23,7 @@ from .images import load_image
 from .perceptual import WEIGHT_SOURCES, VGG19Features
 from .photo_crops import PhotoCrops
 from .runtime import autocast, check_choice, get_profile, grad_scaler, progress as progress_bar
-from .style import _check_pixels, gatys_loss_terms, gram_matrix
+from .style import check_pixels, gatys_loss_terms, gram_matrix
 from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, check_resume_config, load_checkpoint,
                     save_checkpoint)
 from .transform_net import TransformNet, TransformNetConfig
@@ -311,7 +311,7 @@ def apply_fast_style(net: TransformNet, image, *, batch_size: int = 4, device: t
     if max_pixels is None:
         max_pixels = get_profile(device=device).max_pixels
     upscale = net.config.upscale
-    _check_pixels((upscale * images.shape[-2], upscale * images.shape[-1]), max_pixels)
+    check_pixels((upscale * images.shape[-2], upscale * images.shape[-1]), max_pixels)
     was_training = net.training
     net.eval()
     out = torch.cat([net(chunk.to(device)) for chunk in images.split(batch_size)])  # (N, 3, uH, uW)

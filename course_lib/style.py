@@ -22,7 +22,7 @@ from .runtime import autocast, check_choice
 
 __all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "gatys_loss_terms", "stylize",
            "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "match_colors", "resize_to_pixels", "pyramid_sizes",
-           "tile_shuffle"]
+           "tile_shuffle", "check_pixels"]
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INITS = ("recolored", "content", "noise")
@@ -161,7 +161,7 @@ def pyramid_sizes(size: tuple[int, int], num_scales: int) -> list[tuple[int, int
     return [(max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))) for k in reversed(range(num_scales))]
 
 
-def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     height, width = size
     if height * width > max_pixels:
         shorter = min(height, width)
@@ -255,7 +255,7 @@ def stylize(content: torch.Tensor, style, config: StyleConfig | None = None, *, 
     if max_pixels is None:
         from .runtime import get_profile
         max_pixels = get_profile(device=content.device).max_pixels
-    _check_pixels(size, max_pixels)
+    check_pixels(size, max_pixels)
     vgg = vgg if vgg is not None else _build_vgg(config).to(content.device)
     _check_vgg(vgg, config, size)
     photo = _gray(content) if config.preserve_color else content
