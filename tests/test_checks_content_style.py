@@ -96,21 +96,6 @@ CONTENT_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CONTENT_CASES)
-def test_a_content_check_passes_the_answer_and_waits_for_the_stub(name, capsys):
-    check, answer, _ = CONTENT_CASES[name]
-    assert _verdict(check, answer, capsys) == (True, f"✅ {name}: correct.\n")
-    passed, out = _verdict(check, _stub, capsys)
-    assert not passed and out.startswith(f"⏳ {name}: not done yet. Exercise my_thing:")
-
-
-@pytest.mark.parametrize("name, words", [(n, w) for n, (_, _, m) in CONTENT_CASES.items() for w in m])
-def test_a_content_check_names_the_mistake(name, words, capsys):
-    check, _, mistakes = CONTENT_CASES[name]
-    passed, out = _verdict(check, mistakes[words], capsys)
-    assert not passed and out.startswith(f"❌ {name}: ") and words in out, out
-
-
 def test_receptive_field_check_passes_the_reference_and_points_at_the_pooling(capsys):
     assert _verdict(content.check_receptive_field, receptive_field, capsys)[0]
 
@@ -199,17 +184,20 @@ STYLE_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", STYLE_CASES)
-def test_a_style_check_passes_the_answer_and_waits_for_the_stub(name, capsys):
-    check, answer, _ = STYLE_CASES[name]
+CASES = {**CONTENT_CASES, **STYLE_CASES}  # every check of chapters 03 and 04, by exercise name
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_check_passes_the_answer_and_waits_for_the_stub(name, capsys):
+    check, answer, _ = CASES[name]
     assert _verdict(check, answer, capsys) == (True, f"✅ {name}: correct.\n")
     passed, out = _verdict(check, _stub, capsys)
     assert not passed and out.startswith(f"⏳ {name}: not done yet. Exercise my_thing:")
 
 
-@pytest.mark.parametrize("name, words", [(n, w) for n, (_, _, m) in STYLE_CASES.items() for w in m])
-def test_a_style_check_names_the_mistake(name, words, capsys):
-    check, _, mistakes = STYLE_CASES[name]
+@pytest.mark.parametrize("name, words", [(n, w) for n, (_, _, m) in CASES.items() for w in m])
+def test_a_check_names_the_mistake(name, words, capsys):
+    check, _, mistakes = CASES[name]
     passed, out = _verdict(check, mistakes[words], capsys)
     assert not passed and out.startswith(f"❌ {name}: ") and words in out, out
 
