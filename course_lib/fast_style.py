@@ -22,7 +22,7 @@ import torch
 from .images import load_image
 from .perceptual import WEIGHT_SOURCES, VGG19Features
 from .photo_crops import PhotoCrops
-from .runtime import autocast, check_choice, get_profile, grad_scaler, progress as progress_bar
+from .runtime import autocast, check_choice, checkpoint_path, get_profile, grad_scaler, progress as progress_bar
 from .style import check_pixels, gatys_loss_terms, gram_matrix
 from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, check_resume_config, load_checkpoint,
                     save_checkpoint)
@@ -30,12 +30,13 @@ from .transform_net import TransformNet, TransformNetConfig
 
 __all__ = ["FAST_STYLE_KIND", "JOHNSON_STYLE_LAYERS", "JOHNSON_CONTENT_LAYERS", "FastStyleConfig", "FastStyleResult",
            "build_fast_style", "build_vgg", "style_targets", "content_targets", "perceptual_loss_terms", "train_step",
-           "train_fast_style", "save_fast_style", "load_fast_style", "apply_fast_style"]
+           "train_fast_style", "save_fast_style", "load_fast_style", "apply_fast_style", "SHIPPED_STYLES", "shipped_path"]
 
 FAST_STYLE_KIND = "fast_style"
 # Johnson et al.'s loss layers (section 4.1), named as in their VGG-16; VGG19 has them too (blocks 3-5 add a 4th conv)
 JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 JOHNSON_CONTENT_LAYERS = ("relu2_2",)
+SHIPPED_STYLES = ("starry_night", "the_scream", "shipwreck")  # paintings with a network in data/checkpoints
 HISTORY_KEYS = ("step", "seconds", "loss", "content", "style", "tv")
 CPU_CROP_SIZE = 128  # crop side off a GPU: a quarter of the pixels of 256, so 4x the steps in a CPU budget
 LOSS_LIMIT = 1e12  # stop above this: in VGG's caffe units (0-255 inputs) the terms start near 1e4-1e6
@@ -294,6 +295,13 @@ def load_fast_style(path: str | Path, *, device: torch.device | str = "cpu") -> 
     run.style, run.photos = ckpt.get("style"), tuple(ckpt.get("photos", ()))
     run.steps, run.seconds, run.images_seen = ckpt["steps"], ckpt["seconds"], ckpt["images_seen"]
     return run
+
+
+def shipped_path(name: str) -> Path:
+    """The shipped network for painting `name` (one of SHIPPED_STYLES): data/checkpoints/fast_style_<name>.pt."""
+    check_choice("shipped style network", name, SHIPPED_STYLES,
+                 " (or train one: python -m course_lib fast-style train --style NAME --out NET.pt)")
+    return checkpoint_path(f"fast_style_{name}.pt")
 
 
 # ---------------------------------------------------------------- applying the network

@@ -316,12 +316,13 @@ def test_cli_apply_paints_an_example_photo(cli_run, tmp_path):
         assert min(image.size) == 24 and image.mode == "RGB"
 
 
-def test_cli_apply_names_no_shipped_network_and_how_to_train_one(tmp_path, capsys):
+def test_cli_apply_refuses_an_unknown_network_and_says_how_to_train_one(tmp_path, capsys):
     from course_lib import commands
 
-    code = commands.main(["fast-style", "apply", "starry_night", "cat", "-o", str(tmp_path / "x.png")])
+    code = commands.main(["fast-style", "apply", "picasso", "cat", "-o", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
-    assert code == 2 and "no shipped network" in err and "fast-style train --style starry_night" in err
+    assert code == 2 and "neither a checkpoint file nor a shipped network (starry_night" in err
+    assert "fast-style train --style PAINTING --out picasso.pt" in err
 
 
 def test_cli_train_refuses_a_missing_painting(tmp_path, capsys):

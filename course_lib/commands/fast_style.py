@@ -28,7 +28,8 @@ def add(sub) -> None:
                    help="the network's width C (default 16; 32, the paper's, under the full profile)")
     t.add_argument("--style-weight", type=float, default=None, help="beta, the style loss's weight")
     a = fsub.add_parser("apply", help="paint a photo with a trained network")
-    a.add_argument("net", metavar="NET", help="a checkpoint written by `fast-style train`")
+    a.add_argument("net", metavar="NET",
+                   help="a checkpoint written by `fast-style train`, or a shipped network: starry_night, the_scream, shipwreck")
     a.add_argument("content", help="the photo: path, URL or example name (astronaut, cat, coffee, ...)")
     a.add_argument("-o", "--out", required=True, help="output image path (.png/.jpg)")
     a.add_argument("--size", type=int, default=None, help="shorter side of the photo in pixels (default: as it is)")
@@ -103,29 +104,31 @@ def train_command(args) -> str:
     return command_line("fast-style train", args.out, flags)
 
 
-def _no_network(name: str) -> FileNotFoundError:
-    """NET is not a file: the course ships no trained networks yet, so say how to train one."""
-    from ..images import STYLE_IMAGES
-    style = name if name in STYLE_IMAGES else "starry_night"
-    out = name if name.endswith(".pt") else f"{name}.pt"
-    return FileNotFoundError(f"{name!r} is not a checkpoint file, and no shipped network of that name exists yet (the "
-                             f"course ships none so far). Train one: python -m course_lib fast-style train --style "
-                             f"{style} --out {out}; then: python -m course_lib fast-style apply {out} CONTENT -o OUT.png")
+def _network_path(net: str):
+    """NET: a checkpoint file, or a shipped painting's name (fast_style.SHIPPED_STYLES); else a clear error."""
+    from pathlib import Path
+
+    from ..fast_style import SHIPPED_STYLES, shipped_path
+    path = Path(net).expanduser()
+    if path.is_file():
+        return path
+    if net in SHIPPED_STYLES and shipped_path(net).is_file():
+        return shipped_path(net)
+    out = net if net.endswith(".pt") else f"{net}.pt"
+    raise FileNotFoundError(f"{net!r} is neither a checkpoint file nor a shipped network ({', '.join(SHIPPED_STYLES)}"
+                            f"). Train one: python -m course_lib fast-style train --style PAINTING --out {out}")
 
 
 def apply(args) -> int:
     import time
-    from pathlib import Path
 
     from ..fast_style import apply_fast_style, load_fast_style
     from ..images import EXAMPLE_IMAGES, example_image, load_image
     from ..runtime import get_device
     from ..viz import save_image
 
-    if not Path(args.net).expanduser().is_file():
-        raise _no_network(args.net)
     device = get_device(args.device)
-    run = load_fast_style(Path(args.net).expanduser(), device=device)
+    run = load_fast_style(_network_path(args.net), device=device)
     load = example_image if args.content in EXAMPLE_IMAGES else load_image
     photo = load(args.content, args.size)  # (1, 3, H, W) in [0, 1]
     start = time.perf_counter()
