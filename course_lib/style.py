@@ -22,7 +22,7 @@ from .runtime import autocast, check_choice
 
 __all__ = ["StyleConfig", "StyleResult", "gram_matrix", "style_loss", "tv_loss", "gatys_loss_terms", "stylize",
            "rgb_to_yiq", "yiq_to_rgb", "match_luminance", "match_colors", "resize_to_pixels", "pyramid_sizes",
-           "tile_shuffle", "check_pixels"]
+           "tile_shuffle", "check_pixels", "judged_losses"]
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INITS = ("recolored", "content", "noise")
@@ -393,3 +393,20 @@ def _output_size(content: torch.Tensor, shorter: int) -> tuple[int, int]:
     height, width = content.shape[-2:]
     scale = shorter / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+@torch.no_grad()
+def judged_losses(output: torch.Tensor, photo: torch.Tensor, painting: torch.Tensor,
+                  vgg: VGG19Features | None = None) -> tuple[float, float]:
+    """(content, style) of a stylized `output` (1, 3, H, W) in [0, 1] by one fixed definition, so that any two
+    methods (stylize, a fast network, pastiche) are scored alike whatever their own losses were:
+    content = MSE of conv4_2 activations against the photo resized to the output; style = sum over relu1_1..relu5_1
+    of the MSE between Gram matrices (C*H*W-normalized), the painting resized to the output's pixel count.
+    The caffe VGG19 with max pooling (`vgg`: one built with those layers, to reuse it)."""
+    vgg = vgg or VGG19Features("caffe", layers=GATYS_STYLE_LAYERS + ("conv4_2",))
+    photo = _resize(photo, tuple(output.shape[-2:]))
+    painting = resize_to_pixels(painting, output.shape[-2] * output.shape[-1])
+    out, ref, sty = vgg(output), vgg(photo), vgg(painting)
+    content = F.mse_loss(out["conv4_2"], ref["conv4_2"]).item()
+    style = sum(F.mse_loss(gram_matrix(out[n]), gram_matrix(sty[n])).item() for n in GATYS_STYLE_LAYERS)
+    return content, style

@@ -3,7 +3,7 @@
 1. Side by side on the same inputs (the astronaut photo; each painting found in ctx.assets, else the packaged
    stand-in), each run as a subprocess from the start of Python to the written PNG: wall time and peak
    resident memory (RUSAGE_CHILDREN of a wrapper process that runs only that command).
-2. Quality of both PNGs by ONE fixed definition (`gatys_losses`): content = MSE of conv4_2 activations against
+2. Quality of both PNGs by ONE fixed definition (`style.judged_losses`): content = MSE of conv4_2 activations against
    the photo; style = sum over relu1_1..relu5_1 of the MSE between Gram matrices normalized by C*H*W (the
    painting resized to the output's pixel count, as both programs do). Same caffe VGG19, max pooling.
 3. Seconds per L-BFGS step (one forward + backward through VGG19 up to relu5_1) at 256 and 512 px.
@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .. import style as S
 from ..bench import BenchContext, Row, timed
@@ -26,7 +24,7 @@ from ..optimize import optimize_image
 from ..perceptual import VGG19Features
 from ..viz import save_image
 
-__all__ = ["run", "gatys_losses", "measure_command", "PAINTINGS"]
+__all__ = ["run", "measure_command", "PAINTINGS"]
 
 PAINTINGS = ("starry_night", "the_scream", "shipwreck")
 PASTICHE_STEPS = 100
@@ -43,19 +41,6 @@ def measure_command(command: list[str]) -> dict:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {"rc": report["rc"], "wall": report["wall"], "peak_mb": report["maxrss"] * scale}
-
-
-@torch.no_grad()
-def gatys_losses(output: torch.Tensor, photo: torch.Tensor, painting: torch.Tensor,
-                 vgg: VGG19Features | None = None) -> tuple[float, float]:
-    """(content, style) of `output` (1, 3, H, W) in [0, 1], by the fixed definition in the module docstring."""
-    vgg = vgg or VGG19Features("caffe", layers=S.GATYS_STYLE_LAYERS + ("conv4_2",))
-    photo = S._resize(photo, tuple(output.shape[-2:]))
-    painting = S.resize_to_pixels(painting, output.shape[-2] * output.shape[-1])
-    out, ref, sty = vgg(output), vgg(photo), vgg(painting)
-    content = F.mse_loss(out["conv4_2"], ref["conv4_2"]).item()
-    style = sum(F.mse_loss(S.gram_matrix(out[n]), S.gram_matrix(sty[n])).item() for n in S.GATYS_STYLE_LAYERS)
-    return content, style
 
 
 def _inputs(ctx: BenchContext) -> list[tuple[str, Path, Path]]:
@@ -87,7 +72,7 @@ def _side_by_side(ctx: BenchContext, name: str, content: Path, painting: Path, s
         if run["rc"] != 0 or not path.is_file():
             rows.append(Row("style", f"{who} on {name}: FAILED (exit code {run['rc']})", float("nan")))
             continue
-        c, s = gatys_losses(load_image(path), photo, art, vgg)
+        c, s = S.judged_losses(load_image(path), photo, art, vgg)
         label = f"pastiche {steps} L-BFGS steps" if who == "pastiche" else "stylize defaults"
         rows += [Row("style", f"{label}, {name} {size}px: wall time", run["wall"], "s", 1,
                      f"<= pastiche / 3" if who == "stylize" else ""),
