@@ -20,7 +20,7 @@ from .runtime import Profile, get_device, get_profile
 
 __all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table", "timed"]
 
-GROUPS = ("judge", "gan", "diffusion", "style", "ablation")
+GROUPS = ("judge", "gan", "diffusion", "style", "ablation", "super_resolution")
 
 
 @dataclass
