@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..defaults import PROFILE_NAMES
 
-__all__ = ["add_training_args", "add_sampling_args", "start_training", "budget", "command_line", "transform_record",
-           "write_record", "write_samples", "IMAGE_SUFFIXES"]
+__all__ = ["add_training_args", "add_sampling_args", "start_training", "budget", "command_line", "read_photo",
+           "transform_record", "write_record", "write_samples", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # else a tensor file
 
@@ -55,6 +55,13 @@ def command_line(command: str, out: str, flags: list[tuple[str, object]], switch
     are left out, then the switches (flags without a value) that are on."""
     words = [f"python -m course_lib {command}", f"--out {out}"]
     return " ".join(words + [f"{flag} {value}" for flag, value in flags if value is not None] + list(switches))
+
+
+def read_photo(src: str, size: int | None = None):
+    """CONTENT of an apply command: an example photo's name (astronaut, cat, ...), else a path or URL, as
+    (1, 3, H, W) in [0, 1] with its shorter side `size` (None: as it is)."""
+    from ..images import EXAMPLE_IMAGES, example_image, load_image
+    return (example_image if src in EXAMPLE_IMAGES else load_image)(src, size)
 
 
 def transform_record(command: str, args, profile, device, result, **fields) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_training_args, budget, command_line, start_training, transform_record, write_record
+from .common import (add_training_args, budget, command_line, read_photo, start_training, transform_record,
+                     write_record)
 
 __all__ = ["add", "run"]
 
@@ -114,14 +115,12 @@ def apply(args) -> int:
     import time
 
     from ..fast_style import apply_fast_style, load_fast_style
-    from ..images import EXAMPLE_IMAGES, example_image, load_image
     from ..runtime import get_device
     from ..viz import save_image
 
     device = get_device(args.device)
     run = load_fast_style(_network_path(args.net), device=device)
-    load = example_image if args.content in EXAMPLE_IMAGES else load_image
-    photo = load(args.content, args.size)  # (1, 3, H, W) in [0, 1]
+    photo = read_photo(args.content, args.size)  # (1, 3, H, W) in [0, 1]
     start = time.perf_counter()
     painted = apply_fast_style(run.model, photo, device=device)  # (1, 3, H, W) in [0, 1]
     seconds = time.perf_counter() - start

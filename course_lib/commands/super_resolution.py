@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from ..defaults import SR_LOSSES
-from .common import add_training_args, budget, command_line, start_training, transform_record, write_record
+from .common import (add_training_args, budget, command_line, read_photo, start_training, transform_record,
+                     write_record)
 
 __all__ = ["add", "run"]
 
@@ -110,15 +111,13 @@ def _checkpoint_path(name: str):
 def upscale(args) -> int:
     import time
 
-    from ..images import EXAMPLE_IMAGES, example_image, load_image
     from ..runtime import get_device
     from ..super_resolution import load_super_resolution, upscale as upscale_4x
     from ..viz import save_image
 
     device = get_device(args.device)
     run = load_super_resolution(_checkpoint_path(args.checkpoint), device=device)
-    load = example_image if args.content in EXAMPLE_IMAGES else load_image
-    photo = load(args.content, args.size)  # (1, 3, H, W) in [0, 1]
+    photo = read_photo(args.content, args.size)  # (1, 3, H, W) in [0, 1]
     start = time.perf_counter()
     large = upscale_4x(run.model, photo, device=device)  # (1, 3, 4H, 4W) in [0, 1]
     seconds = time.perf_counter() - start
