@@ -57,7 +57,7 @@ DISTANCE_LAYERS = ("relu3_2", "relu4_2", "relu5_2")  # perceptual.perceptual_dis
 def _sr_net(channels: int = 32) -> TransformNetConfig:
     """C = 32 on a CPU (the paper: 64; ~3x fewer multiply-adds, so ~3x the steps in a budget), 4 residual blocks
     (the paper's), no normalization: instance norm would erase the input's brightness and contrast, and SR networks
-    train better without batch norm (the paper's) too (Lim et al. 2017, EDSR)."""
+    since EDSR (Lim et al. 2017) leave out the paper's batch norm too."""
     return TransformNetConfig(channels=channels, num_residual=4, upscale=UPSCALE, norm="none")
 
 
