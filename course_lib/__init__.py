@@ -33,7 +33,9 @@ Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style 
     style             Gatys style transfer: Gram matrices, the style loss, stylize (04)
     transform_net     Johnson et al.'s image transformation network: any size in, same size (or 4x) out (05)
     photo_crops       training photos for chapter 05: seeded random crops, astronaut and coffee held out (05)
+    transform_training  training a TransformNet on photo crops with any loss: the loop, checkpoints, apply (05)
     fast_style        feed-forward style transfer: the perceptual loss, training, checkpoints, apply_fast_style (05)
+    super_resolution  4x super-resolution: degrade, pixel and perceptual losses, upscale, PSNR, evaluation (05)
     bench             make bench: runs the groups of course_lib/benchmarks/, one table, bench/results.json
     gpu_report        make gpu-report: the full profile's targets measured on one GPU
     commands/         the command line (python -m course_lib ...), one module per command group

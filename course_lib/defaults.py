@@ -7,7 +7,7 @@ code's values.
 from __future__ import annotations
 
 __all__ = ["PROFILE_NAMES", "SAMPLER_NAMES", "AUTOGUIDANCE", "AUTOGUIDANCE_INTERVAL", "JUDGE_CHECKPOINT",
-           "JUDGE_STEPS", "GPU_REPORT_GAN_SECONDS", "GPU_REPORT_DIFFUSION_SECONDS"]
+           "JUDGE_STEPS", "GPU_REPORT_GAN_SECONDS", "GPU_REPORT_DIFFUSION_SECONDS", "SR_LOSSES"]
 
 PROFILE_NAMES = ("smoke", "quick", "full")  # runtime.PROFILES, in this order
 SAMPLER_NAMES = ("ddpm", "ddim")  # schedulers.SAMPLERS
@@ -17,3 +17,4 @@ JUDGE_CHECKPOINT = "digit_classifier.pt"  # digit_classifier: the judge's weight
 JUDGE_STEPS = 3000  # digit_classifier.train_judge: training steps of the shipped judge
 GPU_REPORT_GAN_SECONDS = 90.0  # gpu_report.GPU_PLAN: GAN training (full: 300 s)
 GPU_REPORT_DIFFUSION_SECONDS = 210.0  # gpu_report.GPU_PLAN: diffusion training (full: 900 s)
+SR_LOSSES = ("pixel", "perceptual")  # super_resolution.LOSSES: what a 4x super-resolution network is trained with

@@ -14,7 +14,7 @@ Training takes minutes to hours; applying the network (`apply_fast_style`) then 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,11 +22,12 @@ import torch
 from .images import load_image
 from .perceptual import WEIGHT_SOURCES, VGG19Features
 from .photo_crops import PhotoCrops
-from .runtime import autocast, check_choice, checkpoint_path, get_profile, grad_scaler, progress as progress_bar
-from .style import check_pixels, gatys_loss_terms, gram_matrix
-from .train import (EMA, Budget, CheckpointError, TrainingDiverged, check_finite, check_resume_config, load_checkpoint,
-                    save_checkpoint)
+from .runtime import autocast, check_choice, checkpoint_path
+from .style import gatys_loss_terms, gram_matrix
+from .train import Budget
 from .transform_net import TransformNet, TransformNetConfig
+from .transform_training import (TransformRun, apply_transform_net, build_run, check_vgg, load_run, optimizer_step,
+                                 resume_or_build, save_run, train_loop)
 
 __all__ = ["FAST_STYLE_KIND", "JOHNSON_STYLE_LAYERS", "JOHNSON_CONTENT_LAYERS", "FastStyleConfig", "FastStyleResult",
            "build_fast_style", "build_vgg", "style_targets", "content_targets", "perceptual_loss_terms", "train_step",
@@ -39,7 +40,6 @@ JOHNSON_CONTENT_LAYERS = ("relu2_2",)
 SHIPPED_STYLES = ("starry_night", "the_scream", "shipwreck")  # paintings with a network in data/checkpoints
 HISTORY_KEYS = ("step", "seconds", "loss", "content", "style", "tv")
 CPU_CROP_SIZE = 128  # crop side off a GPU: a quarter of the pixels of 256, so 4x the steps in a CPU budget
-LOSS_LIMIT = 1e12  # stop above this: in VGG's caffe units (0-255 inputs) the terms start near 1e4-1e6
 
 
 @dataclass
@@ -86,36 +86,21 @@ class FastStyleConfig:
 
 
 @dataclass
-class FastStyleResult:
-    """What `train_fast_style` returns (and `load_fast_style` restores). Apply `.model`.
+class FastStyleResult(TransformRun):
+    """What `train_fast_style` returns (and `load_fast_style` restores): a `transform_training.TransformRun` with
+    the painting. Apply `.model`.
 
     history: lists per logged step (HISTORY_KEYS; "tv" is 0 when tv_weight is 0); style: the painting (1, 3, h, w)
     uint8, for showing what the network learned; photos: the names of the training photos."""
 
     config: FastStyleConfig
-    net: TransformNet
-    optimizer: torch.optim.Optimizer
-    ema_model: TransformNet | None = None
-    scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("cpu", enabled=False))  # float16 only
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     style: torch.Tensor | None = None
-    photos: tuple[str, ...] = ()
-    steps: int = 0
-    seconds: float = 0.0  # training time over all runs (resumed runs add up)
-    images_seen: int = 0
-
-    @property
-    def model(self) -> TransformNet:
-        """The network to apply: the EMA weights when kept, else the trained network itself."""
-        return self.ema_model if self.ema_model is not None else self.net
 
 
 def build_fast_style(config: FastStyleConfig, device: torch.device | str = "cpu") -> FastStyleResult:
     """A fresh TransformNet (PyTorch's default init), its Adam optimizer, its EMA copy and the loss scaler."""
-    net = TransformNet(config.net).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    ema_model = EMA(net, config.ema_decay).model if config.ema_decay > 0 else None
-    return FastStyleResult(config, net, optimizer, ema_model, grad_scaler(device, config.mixed_precision))
+    return build_run(FastStyleResult, config, device)
 
 
 def build_vgg(config: FastStyleConfig) -> VGG19Features:
@@ -168,15 +153,8 @@ def train_step(run: FastStyleResult, photos: torch.Tensor, target_grams: dict[st
     A NaN or exploding loss raises `TrainingDiverged` before the step, so the weights are never touched by it.
     """
     output = run.net(photos)  # y_hat = f_W(y), (B, 3, S, S) in [0, 1]
-    terms = perceptual_loss_terms(vgg, output, photos, target_grams, run.config)
-    loss = sum(terms.values())
-    values = dict(zip(("loss", *terms), torch.stack([loss, *terms.values()]).detach().tolist()))  # one sync
+    values = optimizer_step(run, perceptual_loss_terms(vgg, output, photos, target_grams, run.config))
     values.setdefault("tv", 0.0)
-    check_finite(run.steps + 1, limit=LOSS_LIMIT, **values)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    run.scaler.step(run.optimizer)  # skipped when float16 gradients overflowed; the scale is lowered instead
-    run.scaler.update()
     return values
 
 
@@ -197,103 +175,32 @@ def train_fast_style(config: FastStyleConfig, style_image: torch.Tensor, *, budg
     with `TrainingDiverged` and the last good checkpoint is left as it was. callback(run) after every logged step.
     """
     device = torch.device(device) if device is not None else style_image.device
-    run = _start(config, resume, device)
+    run = resume_or_build(config, resume, device, build=build_fast_style, load=load_fast_style,
+                          hint="load_fast_style(path).config")
     vgg = build_vgg(config).to(device) if vgg is None else vgg
-    _check_vgg(vgg, config)
+    check_vgg(vgg, config.content_layers + config.style_layers, "build_vgg(config)")
     target_grams = style_targets(vgg, style_image.to(device), config)
     photos = PhotoCrops(config.image_size, min_scale=config.min_scale) if photos is None else photos
-    run.photos = tuple(getattr(photos, "sources", ()))
     run.style = (load_image(style_image, config.style_size) * 255).round().to(torch.uint8).cpu()
-    run.net.train()
-    bar = progress_bar(total=budget.total, desc="fast style", disable=None if progress else True)
-    calls, start_seconds, last_save, values = 0, run.seconds, 0.0, None
-    budget.start()
-    while not budget.done(calls):
-        values = train_step(run, photos.sample(config.batch_size, generator).to(device), target_grams, vgg)
-        if run.ema_model is not None:
-            EMA(run.net, config.ema_decay, average=run.ema_model).update(run.net, run.steps)
-        run.steps, calls, run.images_seen = run.steps + 1, calls + 1, run.images_seen + config.batch_size
-        run.seconds = start_seconds + budget.elapsed
-        bar.update(1)
-        if calls % log_every == 0 or calls == 1:
-            _log(run, values, bar, callback)
-        if checkpoint is not None and budget.elapsed - last_save >= checkpoint_every:
-            save_fast_style(checkpoint, run)
-            last_save = budget.elapsed
-    bar.close()
-    if values is not None and run.history["step"][-1:] != [run.steps]:
-        _log(run, values, bar, None)
-    if checkpoint is not None:
-        save_fast_style(checkpoint, run)
-    return run
-
-
-def _start(config: FastStyleConfig, resume, device: torch.device) -> FastStyleResult:
-    if resume is None:
-        return build_fast_style(config, device)
-    run = resume if isinstance(resume, FastStyleResult) else load_fast_style(resume, device=device)
-    check_resume_config(run.config, config, hint="load_fast_style(path).config")
-    return run
-
-
-def _check_vgg(vgg: VGG19Features, config: FastStyleConfig) -> None:
-    missing = [n for n in config.content_layers + config.style_layers if n not in vgg.layers]
-    if missing:
-        raise ValueError(f"the VGG19Features passed in does not compute {missing}: build it with build_vgg(config)")
-
-
-def _log(run: FastStyleResult, values: dict[str, float], bar, callback) -> None:
-    """Append this step's losses to the history, show them, then call `callback(run)`."""
-    for key, value in zip(HISTORY_KEYS, (run.steps, round(run.seconds, 2), values["loss"], values["content"],
-                                         values["style"], values["tv"])):
-        run.history[key].append(value)
-    bar.set_postfix(loss=f"{values['loss']:.4g}", content=f"{values['content']:.3g}", style=f"{values['style']:.3g}")
-    if callback is not None:
-        callback(run)
+    return train_loop(run, lambda batch: train_step(run, batch, target_grams, vgg), photos, budget=budget,
+                      device=device, generator=generator, checkpoint=checkpoint, save=save_fast_style,
+                      checkpoint_every=checkpoint_every, log_every=log_every, progress=progress, callback=callback,
+                      desc="fast style")
 
 
 # ---------------------------------------------------------------- checkpoints
 def save_fast_style(path: str | Path, run: FastStyleResult, *, optimizer: bool = True, **extra) -> Path:
     """Write the network (and its EMA copy), Adam's state (unless optimizer=False: a smaller file to ship; resuming
     then starts Adam afresh), the config, history, painting and photo names, atomically (kind "fast_style")."""
-    def cpu(net: TransformNet) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-
-    for name, net in (("the network", run.net), ("the EMA network", run.ema_model)):
-        if net is not None and not all(torch.isfinite(p).all() for p in net.parameters()):
-            raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {run.steps}: not saved; the last good "
-                                   f"checkpoint (if any) was kept. Lower the learning rate.")
-    state = {"net": cpu(run.net)}
-    if optimizer:
-        state["optimizer"] = run.optimizer.state_dict()
-    if run.ema_model is not None:
-        state["ema"] = cpu(run.ema_model)
-    return save_checkpoint(path, kind=FAST_STYLE_KIND, config=run.config, state=state, steps=run.steps,
-                           seconds=run.seconds, images_seen=run.images_seen, history=run.history,
-                           style=run.style, photos=list(run.photos), **extra)
+    return save_run(path, run, kind=FAST_STYLE_KIND, optimizer=optimizer, style=run.style, **extra)
 
 
 def load_fast_style(path: str | Path, *, device: torch.device | str = "cpu") -> FastStyleResult:
     """Rebuild a run from `save_fast_style`'s checkpoint on `device` (apply `.model`, or resume it); fails clearly
     on a checkpoint of another kind or config."""
-    ckpt = load_checkpoint(path, kind=FAST_STYLE_KIND, config_cls=FastStyleConfig)
-    config, state = ckpt["config"], ckpt["state"]
-    run = build_fast_style(config, "cpu")
-    try:
-        run.net.load_state_dict(state["net"])
-        if run.ema_model is not None:
-            run.ema_model.load_state_dict(state.get("ema", state["net"]))
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{path}: the weights do not fit FastStyleConfig{asdict(config)}: {e}") from e
-    run.net.to(device)
-    if run.ema_model is not None:
-        run.ema_model.to(device)
-    if "optimizer" in state:  # after .to(device): Adam's moments follow the parameters
-        run.optimizer.load_state_dict(state["optimizer"])
-    run.scaler = grad_scaler(device, config.mixed_precision)
-    run.history = {k: list(v) for k, v in ckpt["history"].items()}
-    run.style, run.photos = ckpt.get("style"), tuple(ckpt.get("photos", ()))
-    run.steps, run.seconds, run.images_seen = ckpt["steps"], ckpt["seconds"], ckpt["images_seen"]
+    run, ckpt = load_run(path, kind=FAST_STYLE_KIND, config_cls=FastStyleConfig, build=build_fast_style,
+                         device=device)
+    run.style = ckpt.get("style")
     return run
 
 
@@ -305,31 +212,8 @@ def shipped_path(name: str) -> Path:
 
 
 # ---------------------------------------------------------------- applying the network
-@torch.inference_mode()
 def apply_fast_style(net: TransformNet, image, *, batch_size: int = 4, device: torch.device | str | None = None,
                      max_pixels: int | None = None) -> torch.Tensor:
-    """y_hat = f_W(x): one forward pass per batch of `batch_size` images, at their own size (any H, W >= 8).
-
-    image: a tensor (N, C, H, W) or (C, H, W) with C in {1, 3, 4} (grayscale and RGBA are made RGB), or anything
-    `images.load_image` takes (a path, PIL image, array). Returns (N, 3, u*H, u*W) in [0, 1] on `device` (default:
-    the network's), u = net.config.upscale. Outputs over `max_pixels` (default: the profile's) are refused.
-    """
-    device = torch.device(device) if device is not None else next(net.parameters()).device
-    images = _rgb_batch(image)  # (N, 3, H, W) in [0, 1]
-    if max_pixels is None:
-        max_pixels = get_profile(device=device).max_pixels
-    upscale = net.config.upscale
-    check_pixels((upscale * images.shape[-2], upscale * images.shape[-1]), max_pixels)
-    was_training = net.training
-    net.eval()
-    out = torch.cat([net(chunk.to(device)) for chunk in images.split(batch_size)])  # (N, 3, uH, uW)
-    net.train(was_training)
-    return out
-
-
-def _rgb_batch(image) -> torch.Tensor:
-    """A batch (N, C, H, W) image by image through `load_image` (C in {1, 3, 4} -> 3, range checked); anything
-    else as `load_image` reads it, (1, 3, H, W)."""
-    if isinstance(image, torch.Tensor) and image.dim() == 4:
-        return torch.cat([load_image(x) for x in image])
-    return load_image(image)
+    """y_hat = f_W(x) for images (N, C, H, W) (or a path, PIL image, ...) at their own size: (N, 3, H, W) in [0, 1].
+    `transform_training.apply_transform_net` says how (batches, RGB, the `max_pixels` limit)."""
+    return apply_transform_net(net, image, batch_size=batch_size, device=device, max_pixels=max_pixels)

@@ -65,6 +65,8 @@ class Profile:
     # feed-forward editing chapter (05)
     fast_style_seconds: float  # training a transformation network (course_lib.fast_style)
     fast_style_steps: int | None
+    sr_seconds: float  # training a 4x super-resolution network (course_lib.super_resolution)
+    sr_steps: int | None
     time_scale: float = 1.0  # < 1: the time and iteration budgets above were scaled down (COURSE_TIME_SCALE)
 
 
@@ -74,21 +76,21 @@ PROFILES: dict[str, Profile] = {
         gan_seconds=3.0, gan_steps=20, inversion_steps=20,
         diffusion_seconds=3.0, diffusion_steps=20, sample_steps=10, reference_steps=50,
         image_size=64, style_steps=5, feature_inversion_steps=5, max_pixels=512 * 512,
-        fast_style_seconds=3.0, fast_style_steps=2,
+        fast_style_seconds=3.0, fast_style_steps=2, sr_seconds=3.0, sr_steps=2,
     ),
     "quick": Profile(
         name="quick", train=True, mnist_limit=None, judge_samples=1000,
         gan_seconds=60.0, gan_steps=None, inversion_steps=200,
         diffusion_seconds=300.0, diffusion_steps=None, sample_steps=50, reference_steps=1000,
         image_size=256, style_steps=100, feature_inversion_steps=100, max_pixels=1024 * 1024,
-        fast_style_seconds=240.0, fast_style_steps=None,
+        fast_style_seconds=240.0, fast_style_steps=None, sr_seconds=240.0, sr_steps=None,
     ),
     "full": Profile(
         name="full", train=True, mnist_limit=None, judge_samples=5000,
         gan_seconds=300.0, gan_steps=None, inversion_steps=500,
         diffusion_seconds=900.0, diffusion_steps=None, sample_steps=100, reference_steps=1000,
         image_size=512, style_steps=300, feature_inversion_steps=300, max_pixels=2048 * 2048,
-        fast_style_seconds=900.0, fast_style_steps=None,
+        fast_style_seconds=900.0, fast_style_steps=None, sr_seconds=900.0, sr_steps=None,
     ),
 }
 
@@ -181,10 +183,10 @@ def grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.G
 
 
 # What COURSE_TIME_SCALE shrinks (each to at least its floor); image sizes, widths and code paths stay the profile's.
-SCALED_SECONDS = ("gan_seconds", "diffusion_seconds", "fast_style_seconds")
-SCALED_COUNTS = {"gan_steps": 1, "diffusion_steps": 1, "fast_style_steps": 1, "inversion_steps": 1, "style_steps": 1,
-                "feature_inversion_steps": 1, "sample_steps": 10, "reference_steps": 50,
-                "judge_samples": 200}  # sampling steps and samples too: the full U-Net samples ~10x slower on a CPU
+SCALED_SECONDS = ("gan_seconds", "diffusion_seconds", "fast_style_seconds", "sr_seconds")
+SCALED_COUNTS = {"gan_steps": 1, "diffusion_steps": 1, "fast_style_steps": 1, "sr_steps": 1, "inversion_steps": 1,
+                 "style_steps": 1, "feature_inversion_steps": 1, "sample_steps": 10, "reference_steps": 50,
+                 "judge_samples": 200}  # sampling steps and samples too: the full U-Net samples ~10x slower on a CPU
 
 
 def get_profile(name: str | None = None, device: torch.device | str | None = None,

@@ -12,7 +12,9 @@ channels C (the paper: 32):
     head      9x9 conv C -> 3, then (tanh + 1) / 2            (B, 3, H, W) in [0, 1]
 
 Every conv but the head's is followed by instance normalization (Ulyanov et al. 2016: per image and channel,
-so the contrast of one photo does not leak into another's) and a ReLU. Convolutions pad by reflection
+so the contrast of one photo does not leak into another's) and a ReLU. Instance norm also makes the network blind
+to its input's brightness and contrast (x and a x + b give one output), which style wants and super-resolution
+cannot afford: there `norm="batch"` (the paper's, per batch) or `norm="none"`. Convolutions pad by reflection
 (no dark frame at the border); upsampling is a nearest resize then a conv, not a transposed conv, whose
 uneven kernel overlap draws checkerboards (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
 
@@ -32,6 +34,7 @@ __all__ = ["TransformNetConfig", "TransformNet", "ResidualBlock", "conv_block", 
            "MIN_SIDE"]
 
 UPSCALES = (1, 4)
+NORMS = ("instance", "batch", "none")
 MIN_SIDE = 8  # smallest input side: padded to a multiple of 4, the bottleneck is then >= 2 pixels for its 3x3 pad
 
 
@@ -42,10 +45,13 @@ class TransformNetConfig:
     channels: int = 16  # C, the first conv's width (the paper: 32); 16 costs ~4x fewer multiply-adds
     num_residual: int = 5  # residual blocks at the bottleneck (the paper: 5 for style, 4 for super-resolution)
     upscale: int = 1  # 1: output the input's size (style); 4: 4x super-resolution (no downsampling stages)
+    norm: str = "instance"  # after each conv: "instance" (style), "batch" (the paper's) or "none"
 
     def __post_init__(self):
         if self.upscale not in UPSCALES:
             raise ValueError(f"upscale must be one of {UPSCALES}, got {self.upscale}")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}: use one of {', '.join(NORMS)}")
         if self.channels < 1 or self.num_residual < 0:
             raise ValueError(f"need channels >= 1 and num_residual >= 0, got channels={self.channels}, "
                              f"num_residual={self.num_residual}")
@@ -56,16 +62,22 @@ class TransformNetConfig:
         return 4 * self.channels if self.upscale == 1 else self.channels
 
 
-def conv_block(c_in: int, c_out: int, kernel_size: int, stride: int = 1, *, relu: bool = True) -> nn.Sequential:
-    """Reflection pad, conv, instance norm (affine: learned scale and shift per channel), ReLU."""
-    layers = [nn.ReflectionPad2d(kernel_size // 2), nn.Conv2d(c_in, c_out, kernel_size, stride),
-              nn.InstanceNorm2d(c_out, affine=True)]
+def conv_block(c_in: int, c_out: int, kernel_size: int, stride: int = 1, *, relu: bool = True,
+               norm: str = "instance") -> nn.Sequential:
+    """Reflection pad, conv, normalization (instance or batch, affine: learned scale and shift per channel), ReLU."""
+    layers = [nn.ReflectionPad2d(kernel_size // 2), nn.Conv2d(c_in, c_out, kernel_size, stride), _norm(norm, c_out)]
     return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
 
 
-def upsample_block(c_in: int, c_out: int) -> nn.Sequential:
+def _norm(norm: str, channels: int) -> nn.Module:
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
+
+
+def upsample_block(c_in: int, c_out: int, norm: str = "instance") -> nn.Sequential:
     """(B, c_in, h, w) -> (B, c_out, 2h, 2w): nearest resize then a 3x3 conv (no checkerboard artifacts)."""
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_block(c_in, c_out, 3))
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_block(c_in, c_out, 3, norm=norm))
 
 
 class ResidualBlock(nn.Module):
@@ -73,9 +85,10 @@ class ResidualBlock(nn.Module):
     weights (and the initial zero IN shift) it is the identity. (B, C, h, w) -> (B, C, h, w).
     No ReLU after the sum (Johnson et al.'s supplementary material, after Gross & Wilber 2016)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: str = "instance"):
         super().__init__()
-        self.body = nn.Sequential(conv_block(channels, channels, 3), conv_block(channels, channels, 3, relu=False))
+        self.body = nn.Sequential(conv_block(channels, channels, 3, norm=norm),
+                                  conv_block(channels, channels, 3, relu=False, norm=norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -89,9 +102,9 @@ class TransformNet(nn.Module):
         self.config = config = config or TransformNetConfig()
         c, wide = config.channels, config.bottleneck_channels
         down, up = _sampling_stages(config)
-        self.stem = conv_block(3, c, 9)  # (B, C, H, W)
+        self.stem = conv_block(3, c, 9, norm=config.norm)  # (B, C, H, W)
         self.down = down  # (B, 4C, H/4, W/4) for style; nothing for upscale=4
-        self.residual = nn.Sequential(*(ResidualBlock(wide) for _ in range(config.num_residual)))  # same shape
+        self.residual = nn.Sequential(*(ResidualBlock(wide, config.norm) for _ in range(config.num_residual)))
         self.up = up  # (B, C, upscale*H, upscale*W)
         self.head = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c, 3, 9))  # (B, 3, uH, uW), unbounded
 
@@ -114,11 +127,12 @@ class TransformNet(nn.Module):
 def _sampling_stages(config: TransformNetConfig) -> tuple[nn.Sequential, nn.Sequential]:
     """(down, up): two stride-2 convs and two upsamplings (style), or no downsampling and two upsamplings at C
     (upscale=4: the image stays small through the residual blocks, where the work is cheap)."""
-    c = config.channels
+    c, norm = config.channels, config.norm
     if config.upscale == 1:
-        down = nn.Sequential(conv_block(c, 2 * c, 3, stride=2), conv_block(2 * c, 4 * c, 3, stride=2))
-        return down, nn.Sequential(upsample_block(4 * c, 2 * c), upsample_block(2 * c, c))
-    return nn.Sequential(), nn.Sequential(upsample_block(c, c), upsample_block(c, c))  # empty Sequential: identity
+        down = nn.Sequential(conv_block(c, 2 * c, 3, stride=2, norm=norm),
+                             conv_block(2 * c, 4 * c, 3, stride=2, norm=norm))
+        return down, nn.Sequential(upsample_block(4 * c, 2 * c, norm), upsample_block(2 * c, c, norm))
+    return nn.Sequential(), nn.Sequential(upsample_block(c, c, norm), upsample_block(c, c, norm))  # empty: identity
 
 
 def _check_input(image: torch.Tensor) -> None:

@@ -120,7 +120,7 @@ def test_no_module_is_over_450_lines():
 
 HELP_COMMANDS = [[], ["fetch"], ["gan"], ["gan", "train"], ["gan", "sample"], ["diffusion"], ["diffusion", "train"],
                  ["diffusion", "sample"], ["stylize"], ["fast-style"], ["fast-style", "train"], ["fast-style", "apply"],
-                 ["bench"], ["gpu-report"]]
+                 ["upscale"], ["super-res"], ["super-res", "train"], ["bench"], ["gpu-report"]]
 _HELP_LOADS_TORCH = """
 import runpy, sys
 sys.argv = ["course_lib", *sys.argv[1:], "--help"]

@@ -1,4 +1,4 @@
-"""Command line: `python -m course_lib fetch | gan | diffusion | stylize | fast-style | bench | gpu-report`.
+"""The command line: python -m course_lib fetch|gan|diffusion|stylize|fast-style|upscale|super-res|bench|gpu-report.
 
 Every training command takes `--seconds S` or `--steps N` to override the profile's budget, and `--seed`.
 Each command group is one module here with `add(subparsers)` (its arguments) and `run(args)` (what it does); the
@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, diffusion, fast_style, fetch, gan, gpu_report, style
+from . import bench, diffusion, fast_style, fetch, gan, gpu_report, style, super_resolution
 
 __all__ = ["main", "build_parser"]
 
-GROUPS = (fetch, gan, diffusion, style, fast_style, bench, gpu_report)  # in the order `--help` lists them
+GROUPS = (fetch, gan, diffusion, style, fast_style, super_resolution, bench, gpu_report)  # the order of `--help`
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..defaults import PROFILE_NAMES
 
-__all__ = ["add_training_args", "add_sampling_args", "start_training", "budget", "command_line", "write_record", "write_samples", "IMAGE_SUFFIXES"]
+__all__ = ["add_training_args", "add_sampling_args", "start_training", "budget", "command_line", "read_photo",
+           "transform_record", "write_record", "write_samples", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # else a tensor file
 
@@ -54,6 +55,27 @@ def command_line(command: str, out: str, flags: list[tuple[str, object]], switch
     are left out, then the switches (flags without a value) that are on."""
     words = [f"python -m course_lib {command}", f"--out {out}"]
     return " ".join(words + [f"{flag} {value}" for flag, value in flags if value is not None] + list(switches))
+
+
+def read_photo(src: str, size: int | None = None):
+    """CONTENT of an apply command: an example photo's name (astronaut, cat, ...), else a path or URL, as
+    (1, 3, H, W) in [0, 1] with its shorter side `size` (None: as it is)."""
+    from ..images import EXAMPLE_IMAGES, example_image, load_image
+    return (example_image if src in EXAMPLE_IMAGES else load_image)(src, size)
+
+
+def transform_record(command: str, args, profile, device, result, **fields) -> dict:
+    """The record of a TransformNet training command (fast-style, super-res train): how it ran, the photos, its
+    speed, sizes and last losses; `fields` (the painting, the loss, ...) come after the seed."""
+    import torch
+    config = result.config
+    last = {key: round(values[-1], 5) for key, values in result.history.items()
+            if key not in ("step", "seconds") and values}
+    return {"command": command, "profile": profile.name, "device": str(device), "seed": args.seed, **fields,
+            "photos": list(result.photos), "steps": result.steps, "train_seconds": round(result.seconds, 1),
+            "seconds_per_step": round(result.seconds / result.steps, 3) if result.steps else None,
+            "crop_size": config.image_size, "batch_size": config.batch_size, "channels": config.net.channels,
+            "final": last, "torch": torch.__version__}
 
 
 def write_record(checkpoint: str | os.PathLike, record: dict) -> Path:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_training_args, budget, command_line, start_training, write_record
+from .common import (add_training_args, budget, command_line, read_photo, start_training, transform_record,
+                     write_record)
 
 __all__ = ["add", "run"]
 
@@ -64,8 +65,6 @@ def _painting(src: str, root):
 
 
 def train(args) -> int:
-    import torch
-
     from ..fast_style import load_fast_style, train_fast_style
     from ..train import TrainingDiverged
 
@@ -84,14 +83,7 @@ def train(args) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    last = {key: round(values[-1], 5) for key, values in result.history.items()
-            if key in ("loss", "content", "style", "tv") and values}
-    record = {"command": train_command(args), "profile": profile.name, "device": str(device), "seed": args.seed,
-              "style": args.style, "photos": list(result.photos), "steps": result.steps,
-              "train_seconds": round(result.seconds, 1),
-              "seconds_per_step": round(result.seconds / result.steps, 3) if result.steps else None,
-              "crop_size": config.image_size, "batch_size": config.batch_size, "channels": config.net.channels,
-              "final": last, "torch": torch.__version__}
+    record = transform_record(train_command(args), args, profile, device, result, style=args.style)
     write_record(args.out, record)
     return 0
 
@@ -123,14 +115,12 @@ def apply(args) -> int:
     import time
 
     from ..fast_style import apply_fast_style, load_fast_style
-    from ..images import EXAMPLE_IMAGES, example_image, load_image
     from ..runtime import get_device
     from ..viz import save_image
 
     device = get_device(args.device)
     run = load_fast_style(_network_path(args.net), device=device)
-    load = example_image if args.content in EXAMPLE_IMAGES else load_image
-    photo = load(args.content, args.size)  # (1, 3, H, W) in [0, 1]
+    photo = read_photo(args.content, args.size)  # (1, 3, H, W) in [0, 1]
     start = time.perf_counter()
     painted = apply_fast_style(run.model, photo, device=device)  # (1, 3, H, W) in [0, 1]
     seconds = time.perf_counter() - start
