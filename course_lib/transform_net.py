@@ -46,10 +46,13 @@ class TransformNetConfig:
     num_residual: int = 5  # residual blocks at the bottleneck (the paper: 5 for style, 4 for super-resolution)
     upscale: int = 1  # 1: output the input's size (style); 4: 4x super-resolution (no downsampling stages)
     norm: str = "instance"  # after each conv: "instance" (style), "batch" (the paper's) or "none"
+    bicubic_skip: bool = False  # upscale=4 only: learn the residual over bicubic upsampling (Kim et al. 2016, VDSR)
 
     def __post_init__(self):
         if self.upscale not in UPSCALES:
             raise ValueError(f"upscale must be one of {UPSCALES}, got {self.upscale}")
+        if self.bicubic_skip and self.upscale == 1:
+            raise ValueError("bicubic_skip adds the bicubic upsampling of the input: it needs upscale=4")
         if self.norm not in NORMS:
             raise ValueError(f"unknown norm {self.norm!r}: use one of {', '.join(NORMS)}")
         if self.channels < 1 or self.num_residual < 0:
@@ -107,6 +110,9 @@ class TransformNet(nn.Module):
         self.residual = nn.Sequential(*(ResidualBlock(wide, config.norm) for _ in range(config.num_residual)))
         self.up = up  # (B, C, upscale*H, upscale*W)
         self.head = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c, 3, 9))  # (B, 3, uH, uW), unbounded
+        if config.bicubic_skip:  # the residual starts at zero: the untrained network is bicubic upsampling
+            nn.init.zeros_(self.head[1].weight)
+            nn.init.zeros_(self.head[1].bias)
 
     @property
     def multiple(self) -> int:
@@ -121,7 +127,10 @@ class TransformNet(nn.Module):
         x = self.head(self.up(self.residual(self.down(self.stem(x)))))
         u = self.config.upscale
         x = x[..., :u * height, :u * width]  # crop the padding back off
-        return (torch.tanh(x) + 1) / 2  # Johnson et al.'s scaled tanh, in [0, 1] (equal to sigmoid(2x))
+        if not self.config.bicubic_skip:
+            return (torch.tanh(x) + 1) / 2  # Johnson et al.'s scaled tanh, in [0, 1] (equal to sigmoid(2x))
+        out = F.interpolate(image, scale_factor=u, mode="bicubic", align_corners=False) + x  # detail added
+        return out if self.training else out.clamp(0, 1)  # unclamped in training, so every pixel gets a gradient
 
 
 def _sampling_stages(config: TransformNetConfig) -> tuple[nn.Sequential, nn.Sequential]:
