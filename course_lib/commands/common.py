@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..defaults import PROFILE_NAMES
 
-__all__ = ["add_training_args", "add_sampling_args", "start_training", "budget", "command_line", "read_photo",
+__all__ = ["add_training_args", "add_ship_arg", "add_sampling_args", "start_training", "budget", "command_line", "read_photo",
            "transform_record", "write_record", "write_samples", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # else a tensor file
@@ -26,6 +26,13 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="data/cache folder (default: COURSE_DATA, else the repository's data/, where notebooks look)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue training from this checkpoint")
+
+
+def add_ship_arg(p: argparse.ArgumentParser) -> None:
+    """--ship: the final checkpoint of a TransformNet command made small enough to commit."""
+    p.add_argument("--ship", action="store_true",
+                   help="write the final checkpoint to ship with the course: without Adam's state (it cannot be "
+                        "resumed) and without a copy of the painting")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:

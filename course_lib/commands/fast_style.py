@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import (add_training_args, budget, command_line, read_photo, start_training, transform_record,
+from .common import (add_ship_arg, add_training_args, budget, command_line, read_photo, start_training, transform_record,
                      write_record)
 
 __all__ = ["add", "run"]
@@ -28,6 +28,7 @@ def add(sub) -> None:
     t.add_argument("--channels", type=int, default=None,
                    help="the network's width C (default 16; 32, the paper's, under the full profile)")
     t.add_argument("--style-weight", type=float, default=None, help="beta, the style loss's weight")
+    add_ship_arg(t)
     a = fsub.add_parser("apply", help="paint a photo with a trained network")
     a.add_argument("net", metavar="NET",
                    help="a checkpoint written by `fast-style train`, or a shipped network: starry_night, the_scream, shipwreck")
@@ -65,7 +66,7 @@ def _painting(src: str, root):
 
 
 def train(args) -> int:
-    from ..fast_style import load_fast_style, train_fast_style
+    from ..fast_style import load_fast_style, save_fast_style, train_fast_style
     from ..train import TrainingDiverged
 
     device, profile, generator = start_training(args)
@@ -83,6 +84,9 @@ def train(args) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.ship:  # the painting may not be ours to redistribute; its Gram matrices are already in the weights
+        result.style = None
+        save_fast_style(args.out, result, optimizer=False)
     record = transform_record(train_command(args), args, profile, device, result, style=args.style)
     write_record(args.out, record)
     return 0
@@ -93,7 +97,7 @@ def train_command(args) -> str:
     flags = [("--style", args.style), ("--profile", args.profile), ("--seconds", args.seconds),
              ("--steps", args.steps), ("--size", args.size), ("--channels", args.channels),
              ("--style-weight", args.style_weight), ("--seed", args.seed), ("--resume", args.resume)]
-    return command_line("fast-style train", args.out, flags)
+    return command_line("fast-style train", args.out, flags, ["--ship"] if args.ship else [])
 
 
 def _network_path(net: str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..defaults import SR_LOSSES
-from .common import (add_training_args, budget, command_line, read_photo, start_training, transform_record,
+from .common import (add_ship_arg, add_training_args, budget, command_line, read_photo, start_training, transform_record,
                      write_record)
 
 __all__ = ["add", "run"]
@@ -39,6 +39,7 @@ def add(sub) -> None:
                         "paper's, under the full profile)")
     t.add_argument("--channels", type=int, default=None,
                    help="the network's width C (default 32; 64, the paper's, under the full profile)")
+    add_ship_arg(t)
     p.set_defaults(run=run)
 
 
@@ -58,7 +59,7 @@ def _config(args, profile):
 
 
 def train(args) -> int:
-    from ..super_resolution import load_super_resolution, train_super_resolution
+    from ..super_resolution import load_super_resolution, save_super_resolution, train_super_resolution
     from ..train import TrainingDiverged
 
     device, profile, generator = start_training(args)
@@ -76,6 +77,8 @@ def train(args) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.ship:
+        save_super_resolution(args.out, result, optimizer=False)
     write_record(args.out, transform_record(train_command(args), args, profile, device, result, loss=config.loss))
     return 0
 
@@ -84,7 +87,7 @@ def train_command(args) -> str:
     """The training command, rebuilt from its arguments (recorded beside the checkpoint)."""
     flags = [("--loss", args.loss), ("--profile", args.profile), ("--seconds", args.seconds), ("--steps", args.steps),
              ("--size", args.size), ("--channels", args.channels), ("--seed", args.seed), ("--resume", args.resume)]
-    return command_line("super-res train", args.out, flags)
+    return command_line("super-res train", args.out, flags, ["--ship"] if args.ship else [])
 
 
 def _checkpoint_path(name: str):
