@@ -201,9 +201,9 @@ def test_the_loss_case_makes_every_missing_or_unweighted_term_show():
 
 
 def test_the_overlap_reference_is_a_checkerboard_for_kernel_3_stride_2():
-    counts = editing._overlap_counts(3, 3, 2)
+    counts = editing.overlap_counts(3, 3, 2)
     assert counts.shape == (7, 7) and set(counts.unique().tolist()) == {1.0, 2.0, 4.0}
-    assert editing._overlap_counts(4, 4, 2)[2:-2, 2:-2].unique().tolist() == [4.0]  # stride divides kernel: even
+    assert editing.overlap_counts(4, 4, 2)[2:-2, 2:-2].unique().tolist() == [4.0]  # stride divides kernel: even
 
 
 def test_the_step_check_freezes_only_parameters_instance_norm_cancels():
