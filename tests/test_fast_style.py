@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from course_lib import photo_crops
 from course_lib.fast_style import (FastStyleConfig, apply_fast_style, content_targets, load_fast_style,
@@ -331,3 +332,17 @@ def test_cli_train_refuses_a_missing_painting(tmp_path, capsys):
     code = commands.main(["fast-style", "train", "--style", str(tmp_path / "nope.png"), "--steps", "1",
                           "--out", str(tmp_path / "n.pt")])
     assert code == 2 and "painting's name" in capsys.readouterr().err
+
+
+def test_cli_train_ship_keeps_neither_adam_s_state_nor_the_painting(tmp_path, monkeypatch):
+    from course_lib import commands
+
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    painting = tmp_path / "painting.png"
+    Image.fromarray((torch.rand(32, 40, 3) * 255).byte().numpy()).save(painting)
+    ckpt = tmp_path / "ship.pt"
+    assert commands.main(["fast-style", "train", "--style", str(painting), "--out", str(ckpt), "--steps", "1",
+                          "--ship", "--profile", "smoke", "--size", "32", "--channels", "4", "--device", "cpu"]) == 0
+    saved = torch.load(ckpt, weights_only=True)
+    assert set(saved["state"]) == {"net"} and saved["style"] is None
+    assert load_fast_style(ckpt).steps == 1

@@ -251,6 +251,21 @@ def test_shipped_paths_and_unknown_names():
         SR.shipped_path("gan")
 
 
+def test_with_the_bicubic_skip_the_untrained_network_is_bicubic_and_learns_a_residual():
+    torch.manual_seed(0)
+    config = TransformNetConfig(channels=4, num_residual=1, upscale=4, norm="none", bicubic_skip=True)
+    net = TransformNet(config).eval()
+    x = torch.rand(2, 3, 9, 11)
+    torch.testing.assert_close(net(x), SR.bicubic(x))  # the head starts at zero: only the baseline remains
+    net.train()
+    loss = (net(x) - torch.rand(2, 3, 36, 44)).square().mean()
+    loss.backward()
+    assert net.head[1].weight.grad.abs().sum() > 0  # the residual's head learns from the first step
+    assert SR.SuperResConfig().net.bicubic_skip
+    with pytest.raises(ValueError, match="bicubic_skip .* needs upscale=4"):
+        TransformNetConfig(bicubic_skip=True)
+
+
 # ---------------------------------------------------------------- command line
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
@@ -273,6 +288,18 @@ def test_cli_train_writes_the_checkpoint_and_its_record(cli_run):
     assert record["loss"] == "pixel" and "--loss pixel" in record["command"] and "pixel" in record["final"]
     assert not set(record["photos"]) & set(HELD_OUT)
     assert SR.load_super_resolution(ckpt).config.net.channels == 4
+
+
+def test_cli_train_ship_writes_a_checkpoint_without_adam_s_state(tmp_path):
+    from course_lib import commands
+
+    ckpt = tmp_path / "ship.pt"
+    assert commands.main(["super-res", "train", "--loss", "pixel", "--out", str(ckpt), "--steps", "1", "--ship",
+                          "--profile", "smoke", "--size", "32", "--channels", "4", "--device", "cpu"]) == 0
+    state = torch.load(ckpt, weights_only=True)["state"]
+    assert set(state) == {"net"}  # the weights only
+    assert json.loads(ckpt.with_suffix(".json").read_text())["command"].endswith("--ship")
+    assert SR.load_super_resolution(ckpt).steps == 1
 
 
 def test_cli_upscale_makes_an_example_photo_four_times_larger(cli_run, tmp_path, capsys):
