@@ -13,7 +13,7 @@ Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style 
     data              MNIST (load_mnist) and the asset cache (fetch_all, asset_status) (00, 01, 02)
     images            photos and paintings as tensors: load_image, example_image, style_image (00, 03, 04)
     viz               image grids, side-by-side and nearest-neighbour pictures, training curves, animations (all)
-    checks            the exercises' verdicts; checks.gan, .diffusion, .content, .style: each chapter's checks (01-04)
+    checks            the exercises' verdicts; checks.gan, .diffusion, .content, .style, .editing: each chapter's checks (01-05)
     train             what every training loop shares: Budget, EMA, checkpoints, check_finite (01, 02)
     dcgan             the GAN's networks: DCGAN's Generator and Discriminator (01)
     gan               DCGANConfig, the losses, the training loop, checkpoints, evaluation (01)

@@ -9,7 +9,7 @@ COURSE_CHECKS_STRICT=1 (set by `make test` for the solutions edition) anything b
 `AssertionError`, so the solutions prove that they pass.
 
 Each chapter's checks live in their own module, built on `compare`: `checks.gan` (01), `checks.diffusion` (02),
-`checks.content` (03) and `checks.style` (04).
+`checks.content` (03), `checks.style` (04) and `checks.editing` (05).
 """
 from __future__ import annotations
 
