@@ -18,7 +18,7 @@ Module map (chapters: 00 setup, 01 GAN, 02 diffusion, 03 content loss, 04 style 
     dcgan             the GAN's networks: DCGAN's Generator and Discriminator (01)
     gan               DCGANConfig, the losses, the training loop, checkpoints, evaluation (01)
     gan_toy           the adversarial game on a 2-D ring of Gaussians, in seconds (01)
-    gan_edit          latent walks and GAN inversion (01)
+    gan_edit          latent walks and GAN inversion, in pixels or in the digit classifier's features (01, 05)
     digit_classifier  the CNN behind the digit judge, and how it is trained (01, 02)
     metrics           the digit judge: classifier FID, recognizability, nearest neighbours (memorisation_check) (01, 02)
     unet              the denoising network: a time- and class-conditioned U-Net (02)
