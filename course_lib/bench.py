@@ -20,7 +20,7 @@ from .runtime import Profile, get_device, get_profile
 
 __all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table", "timed"]
 
-GROUPS = ("judge", "gan", "diffusion", "style", "ablation", "fast_style", "super_resolution")
+GROUPS = ("judge", "gan", "diffusion", "diffusion_curve", "style", "ablation", "fast_style", "super_resolution")
 
 
 @dataclass

@@ -766,6 +766,39 @@ def test_shipped_checkpoints_load_as_runs(name):
     assert isinstance(run, D.DiffusionResult) and run.steps > 0 and run.seconds > 0
     assert run.config.conditional == name.endswith("_cond.pt")
     assert not run.ema_model.training
-    if "plain" in name:  # notebook 02's first model: the paper's objective on pixels
-        from course_lib.diffusion_ablation import plain_ddpm
-        assert run.config == plain_ddpm()
+    if "plain" in name:  # notebook 02's first model: the ablation's first rung, the paper's objective on pixels
+        from course_lib.diffusion_ablation import ladder
+        assert run.config == ladder()[0][1]
+
+
+# ---------------------------------------------------------------- judging and the steps curve
+def test_evaluate_scores_with_both_judges_and_records_the_sampler():
+    model = D.build_model(D.DiffusionConfig()).eval()  # untrained: a blank U-Net, whatever it draws is judged
+    scores = D.evaluate(model, D.DiffusionConfig(), n=20, num_steps=3, eta=1.0, seed=0, batch_size=10)
+    for suffix in ("", "_second"):
+        assert scores["fid" + suffix] >= 0 and 0 <= scores["recognizable" + suffix] <= 1
+        assert 0 <= scores["classes" + suffix] <= 10
+    assert (scores["n"], scores["sampler"], scores["steps"], scores["eta"]) == (20, "ddim", 3, 1.0)
+
+
+def test_evaluate_is_reproducible_with_a_seed_and_eta_changes_the_samples():
+    torch.manual_seed(0)
+    model = D.build_model(D.DiffusionConfig())
+    torch.nn.init.normal_(model.head[2].weight, std=0.1)  # the zero-initialized head would output 0 for any eta
+    model.eval()
+    run = lambda eta: D.evaluate(model, D.DiffusionConfig(), n=10, num_steps=3, eta=eta, seed=0)["fid"]
+    assert run(0.0) == run(0.0) and run(0.0) != run(1.0)
+
+
+def test_the_curve_keeps_each_step_count_and_its_tenth_as_the_weak_model():
+    from course_lib.benchmarks.diffusion_curve import train_with_snapshots
+
+    config = tiny_config(image_size=28, weak_model_at=0.1)
+    result, snapshots = train_with_snapshots(config, torch.rand(16, 1, 28, 28), (10, 20), device="cpu",
+                                             generator=torch.Generator().manual_seed(0))
+    assert result.steps == 20 and set(snapshots) == {10, 20}
+    (ema_10, weak_10, seconds_10), (ema_20, weak_20, seconds_20) = snapshots[10], snapshots[20]
+    assert 0 < seconds_10 <= seconds_20 and ema_10 is not ema_20 and weak_10 is not weak_20
+    changed = lambda a, b: any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert changed(ema_10, ema_20) and changed(weak_10, ema_10)  # copies at different steps differ
+    assert torch.equal(next(ema_20.parameters()), next(result.ema_model.parameters()))

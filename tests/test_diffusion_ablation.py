@@ -50,3 +50,12 @@ def test_the_command_line_trains_the_plain_model_and_records_the_switch(tmp_path
     run = D.load_diffusion(out)
     assert run.config == plain_ddpm(D.recipe("smoke")) and run.steps == 2
     assert json.loads(out.with_suffix(".json").read_text())["command"].endswith("--plain")
+
+
+def test_plain_ddpm_keeps_the_recipe_s_sizes_and_the_first_rung_the_earlier_ones():
+    from course_lib.diffusion_ablation import EARLIER_SIZES
+
+    full = D.recipe("full")
+    assert (plain_ddpm(full).base_channels, plain_ddpm(full).attention_levels) == (64, (2,))
+    first = ladder()[0][1]
+    assert {name: getattr(first, name) for name in EARLIER_SIZES} == EARLIER_SIZES

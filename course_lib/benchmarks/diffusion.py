@@ -23,7 +23,7 @@ from ..sampling import sample
 from ..schedulers import scheduler_for
 from ..train import Budget
 
-__all__ = ["run", "GUIDANCE", "COMPARE_N"]
+__all__ = ["run", "judged_rows", "GUIDANCE", "COMPARE_N"]
 
 GUIDANCE = 2.0  # classifier-free guidance scale of the conditional benchmark
 COMPARE_N = {"smoke": 20, "quick": 250, "full": 1000}  # samples per sampler in the DDPM-vs-DDIM comparison
@@ -37,34 +37,59 @@ def _train(ctx: BenchContext, *, conditional: bool = False) -> D.DiffusionResult
     return D.train_diffusion(config, data.images, data.labels, budget=budget, device=ctx.device, generator=generator)
 
 
-def _judged(what: str, scores: dict, n: int) -> list[Row]:
-    return [Row("diffusion", f"{what}: FID", scores["fid"], "", n, "<= 40"),
-            Row("diffusion", f"{what}: recognizable", scores["recognizable"], "", n, ">= 0.70"),
-            Row("diffusion", f"{what}: classes", scores["classes"], "", n, "10")]
+# issue 21's targets after 300 s on the slower CPUs, by score key ("_second": the second judge's)
+AUTOGUIDED_TARGETS = {"fid": "<= 40", "recognizable": ">= 0.80", "recognizable_second": ">= 0.70", "classes": "10",
+                      "classes_second": "10"}
+PLAIN_TARGETS = {"fid": "<= 80", "recognizable": ">= 0.70", "classes": "10", "classes_second": "10"}
 
 
-def _timed_samples(model, config, sampler: str, steps: int, noise: torch.Tensor) -> tuple[torch.Tensor, float]:
+def judged_rows(group: str, what: str, scores: dict, n: int, targets: dict | None = None) -> list[Row]:
+    """FID, recognizable share and classes of `diffusion.evaluate`'s scores by the course's judge and, where the
+    scores have them, by the second judge; `targets` maps a score's key (e.g. "fid_second") to its target."""
+    targets = targets or {}
+    rows = []
+    for judge, suffix in (("judge", ""), ("second judge", "_second")):
+        if f"fid{suffix}" not in scores:
+            continue
+        rows += [Row(group, f"{what}: {label} ({judge})", scores[key + suffix], unit, n, targets.get(key + suffix, ""))
+                 for key, label, unit in (("fid", "FID", ""), ("recognizable", "recognizable", ""),
+                                          ("classes", "classes", "of 10"))]
+    return rows
+
+
+def _timed_samples(model, config, sampler: str, steps: int, eta: float,
+                   noise: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Samples from the given starting noise (one batch) and the wall time they took."""
-    scheduler = scheduler_for(config, sampler)
+    scheduler = scheduler_for(config, sampler, eta=eta)
     x, seconds = timed(lambda: sample(model, scheduler, xt=noise.clone(), num_steps=steps,
                                         generator=torch.Generator().manual_seed(1)), noise.device)
     return x.cpu(), seconds
 
 
-def _samplers(ctx: BenchContext, model, config, reference: torch.Tensor, what: str) -> list[Row]:
+def _name(sampler: str, steps: int, eta: float) -> str:
+    return f"{sampler.upper()}-{steps}" + (f" (eta {eta:g})" if sampler == "ddim" else "")
+
+
+def _samplers(ctx: BenchContext, model, config, reference: torch.Tensor, what: str,
+              variants: tuple[tuple[str, int, float], ...]) -> list[Row]:
+    """Each (sampler, steps, eta) of `variants` from the same noise: wall time and FID at one shared N, then
+    DDIM-50's speed-up over DDPM-1000 and the ratio of their FIDs, deterministic (eta 0) and stochastic (eta 1)."""
     n = COMPARE_N.get(ctx.profile.name, 250)
     noise = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(2)).to(ctx.device)
-    runs = {f"{s.upper()}-{k}": _timed_samples(model, config, s, k, noise)
-            for s, k in (("ddpm", 1000), ("ddim", 50), ("ddim", 25), ("ddim", 10))}
+    runs = {_name(*v): _timed_samples(model, config, *v, noise) for v in variants}
     fids = {name: metrics.classifier_fid(x, reference) for name, (x, _) in runs.items()}
     rows = []
     for name, (_, seconds) in runs.items():
         rows.append(Row("diffusion", f"{what}: {name} sampling time, same batch", seconds, "s", n))
         rows.append(Row("diffusion", f"{what}: {name} FID (same noise, N={n})", fids[name], "", n))
-    speedup = runs["DDPM-1000"][1] / runs["DDIM-50"][1]
-    rows.append(Row("diffusion", f"{what}: DDIM-50 speed-up over DDPM-1000", speedup, "x", n, ">= 15"))
-    rows.append(Row("diffusion", f"{what}: DDIM-50 FID / DDPM-1000 FID", fids["DDIM-50"] / fids["DDPM-1000"], "", n,
-                    "<= 1.5"))
+    reference_run = _name("ddpm", 1000, 0.0)
+    for eta in (0.0, 1.0):
+        ddim = _name("ddim", 50, eta)
+        if ddim in runs:
+            rows.append(Row("diffusion", f"{what}: {ddim} speed-up over DDPM-1000",
+                            runs[reference_run][1] / runs[ddim][1], "x", n, ">= 15"))
+            rows.append(Row("diffusion", f"{what}: {ddim} FID / DDPM-1000 FID", fids[ddim] / fids[reference_run],
+                            "", n, "<= 1.2"))
     return rows
 
 
@@ -75,20 +100,30 @@ def _conditional(ctx: BenchContext) -> list[Row]:
     what = f"conditional, {seconds:g} s, guidance w={GUIDANCE:g}, DDIM-50"
     return [Row("diffusion", f"conditional training: steps in {seconds:g} s (seed 0)", result.steps, "steps"),
             Row("diffusion", f"{what}: judged as the digit asked for", scores["label_accuracy"], "", n, ">= 0.90"),
-            *_judged(what, scores, n)]
+            *judged_rows("diffusion", what, scores, n)]
 
 
 def run(ctx: BenchContext) -> list[Row]:
     seconds, n = ctx.profile.diffusion_seconds, ctx.profile.judge_samples
     result = _train(ctx)
-    rows = [Row("diffusion", f"training: steps in {seconds:g} s (default DiffusionConfig, seed 0)", result.steps, "steps")]
-    what = f"DDIM-50 after {seconds:g} s of {ctx.profile.name} training"
-    rows += _judged(f"{what}, unconditional", D.evaluate(result.ema_model, result.config, n=n, seed=0), n)
+    D.save_diffusion(ctx.work_dir / "diffusion.pt", result)  # what data/checkpoints/ddpm_mnist.pt is copied from
+    config = result.config
+    rows = [Row("diffusion", f"training: steps in {seconds:g} s (default DiffusionConfig, seed 0)", result.steps, "steps"),
+            Row("diffusion", "training speed", result.steps / result.seconds, "steps/s")]
     autoguided = result.autoguided()
-    rows += _judged(f"{what}, unconditional + autoguidance w={autoguided.guidance:g}",
-                    D.evaluate(autoguided, result.config, n=n, seed=0), n)
+    for eta in (0.0, 1.0):
+        what = f"DDIM-50 (eta {eta:g}) after {seconds:g} s of {ctx.profile.name} training"
+        rows += judged_rows("diffusion", f"{what}, unconditional",
+                            D.evaluate(result.ema_model, config, n=n, eta=eta, seed=0), n, PLAIN_TARGETS)
+        rows += judged_rows("diffusion", f"{what}, autoguided w={autoguided.guidance:g}",
+                            D.evaluate(autoguided, config, n=n, eta=eta, seed=0), n, AUTOGUIDED_TARGETS)
     reference = metrics.reference_digits(1000)
-    rows += _samplers(ctx, result.ema_model, result.config, reference, "unconditional")
-    rows += _samplers(ctx, autoguided, result.config, reference, "autoguided")
+    # DDIM-1000 (eta 0) tells the ODE's discretization error (against DDIM-50) from its lack of fresh noise
+    # (against DDPM-1000)
+    rows += _samplers(ctx, result.ema_model, result.config, reference, "unconditional",
+                      (("ddpm", 1000, 0.0), ("ddim", 1000, 0.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0),
+                       ("ddim", 25, 0.0), ("ddim", 10, 0.0)))
+    rows += _samplers(ctx, autoguided, result.config, reference, "autoguided",
+                      (("ddpm", 1000, 0.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0)))
     rows += _conditional(ctx)
     return rows
