@@ -7,13 +7,15 @@ code's values.
 from __future__ import annotations
 
 __all__ = ["PROFILE_NAMES", "SAMPLER_NAMES", "AUTOGUIDANCE", "AUTOGUIDANCE_INTERVAL", "JUDGE_CHECKPOINT",
-           "JUDGE_STEPS", "GPU_REPORT_GAN_SECONDS", "GPU_REPORT_DIFFUSION_SECONDS", "SR_LOSSES"]
+           "SECOND_JUDGE_CHECKPOINT", "JUDGE_STEPS", "GPU_REPORT_GAN_SECONDS", "GPU_REPORT_DIFFUSION_SECONDS",
+           "SR_LOSSES"]
 
 PROFILE_NAMES = ("smoke", "quick", "full")  # runtime.PROFILES, in this order
 SAMPLER_NAMES = ("ddpm", "ddim")  # schedulers.SAMPLERS
 AUTOGUIDANCE = 2.5  # diffusion: the unconditional model's guidance scale w, measured best on models trained 300 s
 AUTOGUIDANCE_INTERVAL = (0.3, float("inf"))  # diffusion: guide only at sigma_t >= 0.3, high noise included (measured)
 JUDGE_CHECKPOINT = "digit_classifier.pt"  # digit_classifier: the judge's weights in data/checkpoints/
+SECOND_JUDGE_CHECKPOINT = "digit_classifier_second.pt"  # digit_classifier: the second, independent judge's weights
 JUDGE_STEPS = 3000  # digit_classifier.train_judge: training steps of the shipped judge
 GPU_REPORT_GAN_SECONDS = 90.0  # gpu_report.GPU_PLAN: GAN training (full: 300 s)
 GPU_REPORT_DIFFUSION_SECONDS = 210.0  # gpu_report.GPU_PLAN: diffusion training (full: 900 s)

@@ -1,19 +1,24 @@
-"""The digit classifier behind the judge (course_lib.metrics) and how the project trains it.
+"""The digit classifiers behind the judge (course_lib.metrics) and how the project trains them.
 
-A LeNet-style CNN (LeCun et al. 1998) trained with small random shifts, rotations, zooms and pixel noise,
-plus outlier exposure (Hendrycks et al. 2019): noise, blobs, flat images, shuffled pixels and two digits
-overlaid are trained towards a uniform prediction, so that the judge does not read garbage as a digit with
+Two judges, trained apart, so that no figure rests on one classifier's quirks (`judge_recipe`):
+- first: a LeNet-style CNN (LeCun et al. 1998) trained with small random shifts, rotations, zooms and pixel noise;
+- second: an all-convolutional net (Springenberg et al. 2015: 3x3 convs, stride 2 instead of pooling, global
+  average pooling) with GroupNorm, trained with elastic distortions (Simard et al. 2003), random erasing
+  (Zhong et al. 2020), a wider affine range and another seed.
+Both add outlier exposure (Hendrycks et al. 2019): noise, blobs, flat images, shuffled pixels and two digits
+overlaid are trained towards a uniform prediction, so that a judge does not read garbage as a digit with
 confidence (a plain classifier reads ~40% of uniform-noise images as an "8" with p >= 0.9).
 
-`python -m course_lib.metrics` calls `train_judge()`, which writes data/checkpoints/digit_classifier.pt and a
-JSON record (data source, held-out accuracy, command, date) beside it.
+`python -m course_lib.metrics [--second]` calls `train_judge(which=...)`, which writes
+data/checkpoints/digit_classifier.pt (or digit_classifier_second.pt) and a JSON record (data source, held-out
+accuracy, command, date) beside it.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,44 +26,73 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import load_mnist
-from .defaults import JUDGE_CHECKPOINT, JUDGE_STEPS
-from .runtime import checkpoint_path, data_dir, get_device, seed_everything
+from .defaults import JUDGE_CHECKPOINT, JUDGE_STEPS, SECOND_JUDGE_CHECKPOINT
+from .runtime import check_choice, checkpoint_path, data_dir, get_device, seed_everything
 from .runtime import autocast, grad_scaler, progress
 from .train import Budget, check_finite, save_checkpoint
 
 __all__ = [
-    "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "random_affine", "augment_digits",
-    "not_digits", "train_classifier", "accuracy", "train_judge", "JUDGE_KIND",
+    "DigitClassifierConfig", "DigitClassifier", "JudgeTrainConfig", "random_affine", "random_stroke_width",
+    "elastic_distortion", "random_erasing", "augment_digits", "not_digits", "train_classifier", "accuracy",
+    "JudgeRecipe", "judge_recipe", "train_judge", "JUDGE_KIND", "ARCHITECTURES", "JUDGES",
 ]
 
 JUDGE_KIND = "digit_classifier"
+ARCHITECTURES = ("lenet", "allconv")  # DigitClassifierConfig.arch
+JUDGES = ("first", "second")  # the shipped judges (judge_recipe)
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
 
 # ---------------------------------------------------------------- the classifier
 @dataclass
 class DigitClassifierConfig:
-    channels: tuple[int, int] = (16, 32)  # two conv(5x5) -> ReLU -> maxpool(2) stages: 28 -> 14 -> 7
+    arch: str = "lenet"  # "lenet": 5x5 convs, max-pool, FC on the flat map; "allconv": 3x3 convs, stride 2, avg pool
+    channels: tuple[int, ...] = (16, 32)  # one stage each, halving the size 28 -> 14 -> 7 (-> 4 -> 2); lenet has two
     feature_dim: int = 64  # the penultimate layer: FID is computed in this space
     dropout: float = 0.25  # before the last layer, training only
     num_classes: int = 10
 
+    def __post_init__(self):  # checkpoints saved before `arch` existed rebuild as "lenet"
+        check_choice("digit classifier arch", self.arch, ARCHITECTURES)
+        self.channels = tuple(self.channels)  # a checkpoint may store a list
+        if self.arch == "lenet" and len(self.channels) != 2:
+            raise ValueError(f"the lenet digit classifier has two conv stages, got channels={self.channels}: "
+                             f"pass two widths, e.g. (16, 32), or use arch='allconv' for any number")
+
+
+def _lenet_body(config: DigitClassifierConfig) -> nn.Sequential:
+    """LeNet-style (LeCun et al. 1998): two conv(5x5) -> ReLU -> maxpool(2) stages, then FC on the flattened map."""
+    c1, c2 = config.channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, c1, 14, 14)
+        nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, c2, 7, 7)
+        nn.Flatten(),
+        nn.Linear(c2 * 7 * 7, config.feature_dim), nn.ReLU(),  # (N, D)
+    )
+
+
+def _allconv_body(config: DigitClassifierConfig) -> nn.Sequential:
+    """All-convolutional (Springenberg et al. 2015): per stage conv(3x3) -> GroupNorm -> SiLU -> conv(3x3, stride 2)
+    -> GroupNorm -> SiLU, no pooling; then global average pooling and a linear layer to the D features."""
+    layers, c_in = [], 1
+    for c in config.channels:  # (N, c, S, S) -> (N, c, ceil(S / 2), ceil(S / 2)): 28 -> 14 -> 7 -> 4 -> 2
+        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.GroupNorm(math.gcd(8, c), c), nn.SiLU(),
+                   nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(math.gcd(8, c), c), nn.SiLU()]
+        c_in = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (N, c)
+               nn.Linear(c_in, config.feature_dim), nn.SiLU()]  # (N, D)
+    return nn.Sequential(*layers)
+
 
 class DigitClassifier(nn.Module):
-    """LeNet-style CNN (LeCun et al. 1998): (N, 1, 28, 28) in [0, 1] -> logits (N, 10).
+    """A small CNN, (N, 1, 28, 28) in [0, 1] -> logits (N, 10): LeNet-style or all-convolutional (`config.arch`).
 
-    `features(x)` is the penultimate layer (N, feature_dim), after ReLU: what classifier FID compares.
+    `features(x)` is the penultimate layer (N, feature_dim), after the nonlinearity: what classifier FID compares.
     """
 
     def __init__(self, config: DigitClassifierConfig | None = None):
         super().__init__()
         self.config = config = config or DigitClassifierConfig()
-        c1, c2 = config.channels
-        self.body = nn.Sequential(
-            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, c1, 14, 14)
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, c2, 7, 7)
-            nn.Flatten(),
-            nn.Linear(c2 * 7 * 7, config.feature_dim), nn.ReLU(),  # (N, D)
-        )
+        self.body = _lenet_body(config) if config.arch == "lenet" else _allconv_body(config)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.feature_dim, config.num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,6 +113,11 @@ class JudgeTrainConfig:
     max_rotation: float = 10.0  # degrees
     max_scale: float = 0.1  # zoom in [1 - s, 1 + s]
     max_noise: float = 0.2  # Gaussian pixel noise of std up to this on half the digits: noisy digits stay digits
+    max_stroke: float = 0.0  # stroke width: blend up to this share towards a 3x3 dilation (bolder) or erosion (0 = off)
+    elastic_alpha: float = 0.0  # elastic distortion (Simard et al. 2003): displacement scale in pixels (0 = off)
+    elastic_sigma: float = 4.0  # the displacement field's Gaussian smoothing, in pixels
+    erase_prob: float = 0.0  # random erasing (Zhong et al. 2020): share of digits with one rectangle set to 0
+    erase_area: tuple[float, float] = (0.02, 0.08)  # that rectangle's share of the image, drawn uniformly
     outlier_weight: float = 0.5  # outlier exposure: push non-digits towards a uniform prediction (0 = off)
     mixed_precision: bool = True  # the CNN autocasts like the GAN and diffusion loops (runtime.autocast)
 
@@ -99,12 +138,70 @@ def random_affine(x: torch.Tensor, config: JudgeTrainConfig, generator: torch.Ge
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
+def random_stroke_width(x: torch.Tensor, config: JudgeTrainConfig,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bolder or thinner strokes: each (N, 1, H, W) digit blends by a share s ~ U(-max_stroke, max_stroke) towards
+    its grey-level dilation (s > 0: 3x3 max filter) or erosion (s < 0: 3x3 min filter)."""
+    share = ((torch.rand(x.shape[0], 1, 1, 1, generator=generator) * 2 - 1) * config.max_stroke).to(x.device)
+    dilated = F.max_pool2d(x, 3, stride=1, padding=1)
+    eroded = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return x + share.clamp(min=0) * (dilated - x) + (-share).clamp(min=0) * (eroded - x)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    """(K,) 1-D Gaussian of std sigma, K = 2 ceil(3 sigma) + 1, summing to 1."""
+    radius = math.ceil(3 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return kernel / kernel.sum()
+
+
+def elastic_distortion(x: torch.Tensor, config: JudgeTrainConfig,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Simard et al. 2003, sec. 2: each pixel's displacement (dx, dy) ~ U(-1, 1), smoothed by a Gaussian of std
+    elastic_sigma and scaled by elastic_alpha pixels; (N, 1, H, W) digits are resampled along it."""
+    n, _, h, w = x.shape
+    field = (torch.rand(n, 2, h, w, generator=generator) * 2 - 1).to(x.device)  # (N, 2, H, W): dx, dy
+    kernel = _gaussian_kernel(config.elastic_sigma).to(x.device)  # (K,), separable: rows, then columns
+    k, pad = len(kernel), len(kernel) // 2
+    rows, cols = kernel.view(1, 1, 1, k).expand(2, 1, 1, k), kernel.view(1, 1, k, 1).expand(2, 1, k, 1)
+    field = F.conv2d(F.pad(field, (pad, pad, 0, 0), mode="replicate"), rows, groups=2)  # (N, 2, H, W)
+    field = F.conv2d(F.pad(field, (0, 0, pad, pad), mode="replicate"), cols, groups=2)
+    to_grid = torch.tensor([2 / w, 2 / h], device=x.device)  # pixels -> grid_sample's [-1, 1] coordinates
+    identity = F.affine_grid(torch.eye(2, 3, device=x.device).expand(n, 2, 3), list(x.shape), align_corners=False)
+    grid = identity + config.elastic_alpha * field.permute(0, 2, 3, 1) * to_grid  # (N, H, W, 2)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+def random_erasing(x: torch.Tensor, config: JudgeTrainConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zhong et al. 2020: with probability erase_prob, one rectangle of (N, 1, H, W) digits, of area share
+    U(erase_area) and aspect ratio log-uniform in [0.3, 1 / 0.3], is set to 0 (the background)."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 5, generator=generator).to(x.device)  # area, aspect, top, left, erase or not
+    low, high = config.erase_area
+    area, aspect = (low + (high - low) * u[:, 0]) * h * w, torch.exp((2 * u[:, 1] - 1) * math.log(1 / 0.3))
+    height, width = (area * aspect).sqrt().clamp(1, h), (area / aspect).sqrt().clamp(1, w)  # (N,) pixels
+    top, left = u[:, 2] * (h - height), u[:, 3] * (w - width)
+    rows, cols = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + height).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + width).view(n, 1, 1)))  # (N, H, W)
+    erase = inside & (u[:, 4] < config.erase_prob).view(n, 1, 1)
+    return x.masked_fill(erase.unsqueeze(1), 0.0)
+
+
 def augment_digits(x0: torch.Tensor, config: JudgeTrainConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """random_affine, then pixel noise of a random std in [0, max_noise] on half of the digits, clamped to [0, 1]."""
+    """random_stroke_width, random_affine, elastic_distortion and random_erasing (each when on), then pixel noise of
+    a random std in [0, max_noise] on half of the digits, clamped to [0, 1]."""
     n = x0.shape[0]
     std = torch.rand(n, 1, 1, 1, generator=generator) * config.max_noise * (torch.rand(n, 1, 1, 1, generator=generator) < 0.5)
-    noise = torch.randn(x0.shape, generator=generator) * std
-    return (random_affine(x0, config, generator) + noise.to(x0.device)).clamp(0, 1)
+    noise = torch.randn(x0.shape, generator=generator) * std  # drawn first: the first judge's random stream as shipped
+    x = random_stroke_width(x0, config, generator) if config.max_stroke > 0 else x0
+    x = random_affine(x, config, generator)
+    if config.elastic_alpha > 0:
+        x = elastic_distortion(x, config, generator)
+    if config.erase_prob > 0:
+        x = random_erasing(x, config, generator)
+    return (x + noise.to(x0.device)).clamp(0, 1)
 
 
 def not_digits(x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -198,28 +295,59 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
     return (predicted == labels.cpu()).double().mean().item()
 
 
-def train_judge(*, steps: int | None = JUDGE_STEPS, seconds: float | None = None, seed: int = 0,
-                out: str | Path | None = None, device: torch.device | str | None = None,
+@dataclass
+class JudgeRecipe:
+    """How one shipped judge is made: its network, its training, its seed and its file in data/checkpoints/."""
+
+    model: DigitClassifierConfig
+    training: JudgeTrainConfig
+    seed: int
+    checkpoint: str
+
+
+def judge_recipe(which: str = "first") -> JudgeRecipe:
+    """The recipe of a shipped judge (fresh objects each call):
+    "first": LeNet, shifts/rotations/zooms and pixel noise, seed 0;
+    "second": all-conv with GroupNorm, no dropout, a wider affine range, stroke width, elastic distortion,
+    random erasing, less pixel noise, seed 1. Without the stroke width it read bold 1s as 8s."""
+    check_choice("judge", which, JUDGES)
+    if which == "first":
+        return JudgeRecipe(DigitClassifierConfig(), JudgeTrainConfig(), seed=0, checkpoint=JUDGE_CHECKPOINT)
+    model = DigitClassifierConfig(arch="allconv", channels=(16, 32, 64, 64), feature_dim=64, dropout=0.0)
+    training = JudgeTrainConfig(lr=4e-3, max_shift=2.5, max_rotation=12.0, max_scale=0.12, max_noise=0.1,
+                                max_stroke=1.0, elastic_alpha=34.0, elastic_sigma=4.0,  # Simard et al.'s alpha, sigma
+                                erase_prob=0.3)
+    return JudgeRecipe(model, training, seed=1, checkpoint=SECOND_JUDGE_CHECKPOINT)
+
+
+def train_judge(*, which: str = "first", steps: int | None = JUDGE_STEPS, seconds: float | None = None,
+                seed: int | None = None, out: str | Path | None = None, device: torch.device | str | None = None,
                 root: str | Path | None = None, command: str | None = None) -> tuple[DigitClassifier, dict]:
-    """Train the judge on the MNIST train split, measure it on the test split, write the checkpoint and a
-    JSON record (data source, held-out accuracy, command, date) beside it. Returns (model, record)."""
+    """Train the judge `which` ("first" or "second", `judge_recipe`) on the MNIST train split, measure it on the
+    test split, write the checkpoint and a JSON record (data source, held-out accuracy, recipe, command, date)
+    beside it. seed None: the recipe's. Returns (model, record)."""
+    recipe = judge_recipe(which)
+    seed = recipe.seed if seed is None else seed
     device = get_device(str(device) if device is not None else None)
     root = Path(root) if root is not None else data_dir()
     generator = seed_everything(seed)
     train, test = load_mnist(root, "train"), load_mnist(root, "test", download=False)
-    model = DigitClassifier().to(device)
+    model = DigitClassifier(recipe.model).to(device)
     budget = Budget(max_steps=steps, max_seconds=seconds)
-    history = train_classifier(model, train.images, train.labels, budget=budget, generator=generator)
+    history = train_classifier(model, train.images, train.labels, budget=budget, config=recipe.training,
+                               generator=generator)
     record = {
-        "data_source": train.source, "n_train": len(train), "n_test": len(test),
+        "judge": which, "data_source": train.source, "n_train": len(train), "n_test": len(test),
         "held_out_accuracy": accuracy(model, test.images.to(device), test.labels),
         "steps": history["step"][-1] if history["step"] else 0, "seconds": round(budget.elapsed, 1),
         "seed": seed, "device": str(device), "torch": torch.__version__,
-        "command": command or f"course_lib.digit_classifier.train_judge(steps={steps}, seconds={seconds}, seed={seed})",
+        "command": command or f"course_lib.digit_classifier.train_judge(which={which!r}, steps={steps}, "
+                              f"seconds={seconds}, seed={seed})",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "final_loss": history["loss"][-1] if history["loss"] else None,
+        "model_config": asdict(recipe.model), "train_config": asdict(recipe.training),
     }
-    out = Path(out) if out is not None else checkpoint_path(JUDGE_CHECKPOINT)
+    out = Path(out) if out is not None else checkpoint_path(recipe.checkpoint)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_checkpoint(out, kind=JUDGE_KIND, config=model.config, state=state,
                     held_out_accuracy=record["held_out_accuracy"], data_source=train.source)

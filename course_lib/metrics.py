@@ -4,9 +4,11 @@ Generated digits are judged the way a person would: does a classifier that reads
 them with confidence (`recognizability`), and do their features spread like those of real digits
 (`classifier_fid`: the Fréchet distance of Heusel et al. 2017, computed in this classifier's feature space
 instead of Inception's)? The classifier (`course_lib.digit_classifier`) is trained once by the project
-(`python -m course_lib.metrics`) and shipped in data/checkpoints/digit_classifier.pt. The same features say
-whether samples are copies of training digits (`memorisation_check`: nearest neighbours in the training set,
-against held-out test digits' distances as the baseline).
+(`python -m course_lib.metrics`) and shipped in data/checkpoints/digit_classifier.pt. A second judge, trained
+apart (another architecture, augmentations and seed; `python -m course_lib.metrics --second`), ships beside it:
+`load_judge(which="second")`, and `judge_both` scores samples with both, so that no figure rests on one
+classifier's quirks. The same features say whether samples are copies of training digits (`memorisation_check`:
+nearest neighbours in the training set, against held-out test digits' distances as the baseline).
 
 Inputs everywhere: a float tensor (N, 1, H, W), H = W = 28, or 32 (centre-cropped to 28), with values in
 [0, 1] or [-1, 1]. The range is detected (any value < 0 means [-1, 1]) unless `value_range=` says it.
@@ -22,13 +24,12 @@ from typing import Callable
 import torch
 
 from .data import load_mnist
-from .defaults import JUDGE_CHECKPOINT
-from .digit_classifier import JUDGE_KIND, DigitClassifier, DigitClassifierConfig
+from .digit_classifier import JUDGE_KIND, JUDGES, DigitClassifier, DigitClassifierConfig, judge_recipe
 from .runtime import check_choice, checkpoint_path, data_dir
 from .train import load_checkpoint
 
 __all__ = [
-    "load_judge", "prepare_digits", "predict", "judge_features", "Recognizability", "recognizability",
+    "load_judge", "judge_both", "prepare_digits", "predict", "judge_features", "Recognizability", "recognizability",
     "FeatureStats", "feature_stats", "frechet_distance", "classifier_fid", "reference_digits",
     "nearest_neighbours", "Memorisation", "memorisation_check",
 ]
@@ -38,22 +39,26 @@ VALUE_RANGES = ("[0, 1]", "[-1, 1]")
 # ---------------------------------------------------------------- loading and inputs
 @functools.lru_cache(maxsize=4)
 def _load_judge_cached(path: str, device: str) -> DigitClassifier:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"the digit judge's weights are missing: {path}. They ship with the course "
-                                f"(git checkout data/checkpoints); or train them with `python -m course_lib.metrics` "
-                                f"(a few minutes on a CPU).")
-    ckpt = load_checkpoint(path, kind=JUDGE_KIND, config_cls=DigitClassifierConfig)
-    config = ckpt["config"]
-    config.channels = tuple(config.channels)
-    model = DigitClassifier(config)
+    ckpt = load_checkpoint(path, kind=JUDGE_KIND, config_cls=DigitClassifierConfig)  # no `arch` saved: LeNet
+    model = DigitClassifier(ckpt["config"])
     model.load_state_dict(ckpt["state"])
     return model.to(device).eval().requires_grad_(False)
 
 
-def load_judge(device: torch.device | str | None = None, *, path: str | Path | None = None) -> DigitClassifier:
-    """The shipped digit classifier (eval mode, no grad), loaded once per device and cached."""
+def load_judge(device: torch.device | str | None = None, *, which: str = "first",
+               path: str | Path | None = None) -> DigitClassifier:
+    """A shipped digit classifier (eval mode, no grad), loaded once per device and cached.
+
+    which: "first" (LeNet, data/checkpoints/digit_classifier.pt) or "second" (all-conv, trained apart,
+    digit_classifier_second.pt); `path` loads another file (its architecture comes from its stored config)."""
+    check_choice("judge", which, JUDGES, ' ("first", the shipped LeNet; "second", the independent all-conv one)')
     device = torch.device(device) if device is not None else torch.device("cpu")
-    path = Path(path) if path is not None else checkpoint_path(JUDGE_CHECKPOINT)
+    path = Path(path) if path is not None else checkpoint_path(judge_recipe(which).checkpoint)
+    if not path.is_file():
+        flag = " --second" if which == "second" else ""
+        raise FileNotFoundError(f"the digit judge's weights are missing: {path}. They ship with the course "
+                                f"(git checkout data/checkpoints); or train them with `python -m course_lib.metrics"
+                                f"{flag}` (a few minutes on a CPU).")
     return _load_judge_cached(str(path.resolve()), str(device))
 
 
@@ -212,6 +217,29 @@ def classifier_fid(samples: torch.Tensor, reference: torch.Tensor | FeatureStats
     first = stats(samples)
     second = reference if isinstance(reference, FeatureStats) else stats(reference)
     return frechet_distance(first.mu, first.sigma, second.mu, second.sigma)
+
+
+def judge_both(samples: torch.Tensor, reference: torch.Tensor, *, threshold: float = 0.9, batch_size: int = 500,
+               value_range: str | None = None) -> dict:
+    """Both shipped judges on the same samples, so that no figure rests on one classifier's quirks:
+
+        {"fid", "recognizable", "classes"}: the first judge (LeNet); the same keys + "_second": the second
+        (all-conv); "n": the number of samples.
+
+    samples, reference: digits as in `classifier_fid`, `value_range` applying to both (the reference is real
+    digits, e.g. `reference_digits(n)`; not `FeatureStats`, since each judge has its own feature space).
+    The judges run where the samples are. The two FIDs are on different scales (each judge's own feature space):
+    read each against its judge's real-vs-real floor (`make bench`, the judge rows).
+    """
+    scores = {}
+    for which, suffix in (("first", ""), ("second", "_second")):
+        judge = load_judge(samples.device, which=which)
+        readable = recognizability(samples, threshold=threshold, model=judge, batch_size=batch_size,
+                                   value_range=value_range)
+        scores["fid" + suffix] = classifier_fid(samples, reference, model=judge, batch_size=batch_size,
+                                                value_range=value_range)
+        scores["recognizable" + suffix], scores["classes" + suffix] = readable.fraction, readable.classes
+    return {**scores, "n": len(samples)}
 
 
 # ---------------------------------------------------------------- real digits
