@@ -149,9 +149,9 @@ def diffusion_rows(ctx: BenchContext, plan: ReportPlan, stages: dict) -> list[Ro
         noise = torch.randn((min(n, 500), 1, 28, 28), generator=torch.Generator().manual_seed(2)).to(ctx.device)
         for what, model in (("plain", result.ema_model), (f"autoguidance w={autoguided.guidance:g}", autoguided)):
             what = f"DDIM-{plan.ddim_steps} after {budget}, {what}"
-            judged += diffusion_bench._judged(what, D.evaluate(model, result.config, n=n, num_steps=plan.ddim_steps,
-                                                               seed=0), n)
-            _, seconds = diffusion_bench._timed_samples(model, result.config, "ddim", plan.ddim_steps, noise)
+            judged += diffusion_bench.judged_rows("diffusion", what, D.evaluate(
+                model, result.config, n=n, num_steps=plan.ddim_steps, seed=0), n)
+            _, seconds = diffusion_bench._timed_samples(model, result.config, "ddim", plan.ddim_steps, 0.0, noise)
             judged.append(Row("diffusion", f"{what}: sampling throughput (one batch)", len(noise) / seconds,
                               "samples/s", len(noise)))
         return judged

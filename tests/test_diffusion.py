@@ -781,13 +781,12 @@ def test_evaluate_scores_with_both_judges_and_records_the_sampler():
     assert (scores["n"], scores["sampler"], scores["steps"], scores["eta"]) == (20, "ddim", 3, 1.0)
 
 
-def test_evaluate_is_reproducible_with_a_seed_and_eta_changes_the_samples():
-    torch.manual_seed(0)
-    model = D.build_model(D.DiffusionConfig())
-    torch.nn.init.normal_(model.head[2].weight, std=0.1)  # the zero-initialized head would output 0 for any eta
-    model.eval()
-    run = lambda eta: D.evaluate(model, D.DiffusionConfig(), n=10, num_steps=3, eta=eta, seed=0)["fid"]
-    assert run(0.0) == run(0.0) and run(0.0) != run(1.0)
+def test_evaluate_is_reproducible_with_a_seed_and_samples_with_the_eta_asked_for(monkeypatch):
+    model, config, asked = D.build_model(D.DiffusionConfig()).eval(), D.DiffusionConfig(), []
+    real = D.scheduler_for
+    monkeypatch.setattr(D, "scheduler_for", lambda *a, **k: asked.append(k.get("eta")) or real(*a, **k))
+    run = lambda eta: D.evaluate(model, config, n=10, num_steps=3, eta=eta, seed=0)
+    assert run(0.0)["fid"] == run(0.0)["fid"] and run(0.5)["eta"] == 0.5 and asked == [0.0, 0.0, 0.5]
 
 
 def test_the_curve_keeps_each_step_count_and_its_tenth_as_the_weak_model():

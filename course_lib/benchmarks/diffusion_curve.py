@@ -3,7 +3,8 @@
 One seeded run of the default `DiffusionConfig` trains for the profile's longest step count of `CURVE_STEPS`;
 at each step count on the way it keeps a copy of the EMA model and, as a weak model for autoguidance, the EMA
 model of one tenth as many steps (what `weak_model_at = 0.1` keeps in a run of that length). Each copy is then
-judged like the `diffusion` group's model: N DDIM-50 samples, alone and autoguided, by both judges.
+judged like the `diffusion` group's model, by both judges: N DDIM-50 samples of the model alone with fresh noise
+(eta 1), and autoguided without (eta 0) and with it.
 
 A CPU that makes s steps per second reaches step 300 s on this curve in `quick`'s 300 s; the rows give the seconds
 this machine took to get there. The learning rate decays over the whole run, so the early points saw a higher
@@ -53,10 +54,10 @@ def run(ctx: BenchContext) -> list[Row]:
     rows = [Row("diffusion_curve", f"training speed (default DiffusionConfig, batch {config.batch_size}, seed 0)",
                 result.steps / result.seconds, "steps/s")]
     for count, (model, weak, seconds) in snapshots.items():
-        what = f"after {count} steps ({seconds:.0f} s here)"
+        what = f"after {count} steps ({seconds:.0f} s here), DDIM-50"
         print(f"  judging the model {what}", flush=True)
-        rows += judged_rows("diffusion_curve", f"{what}, DDIM-50 alone",
-                            D.evaluate(model, config, n=n, seed=0), n, targets=False)
-        rows += judged_rows("diffusion_curve", f"{what}, DDIM-50 autoguided",
-                            D.evaluate(D.autoguided(model, weak, config), config, n=n, seed=0), n, targets=False)
+        guided = D.autoguided(model, weak, config)
+        for label, net, eta in (("alone", model, 1.0), ("autoguided", guided, 0.0), ("autoguided", guided, 1.0)):
+            scores = D.evaluate(net, config, n=n, eta=eta, seed=0)
+            rows += judged_rows("diffusion_curve", f"{what} (eta {eta:g}), {label}", scores, n)
     return rows

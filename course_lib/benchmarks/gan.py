@@ -14,6 +14,7 @@ from ..data import load_mnist
 from ..dcgan import Generator
 from ..runtime import checkpoint_path, seed_everything
 from ..train import Budget
+from .diffusion import judged_rows
 
 __all__ = ["run"]
 
@@ -35,10 +36,7 @@ def _sampling_rate(net_g: Generator, n: int = 5000) -> float:
 
 
 def _judged(what: str, scores: dict) -> list[Row]:
-    n = scores["n"]
-    return [Row("gan", f"{what}: FID", scores["fid"], "", n, "<= 30"),
-            Row("gan", f"{what}: recognizable", scores["recognizable"], "", n, ">= 0.70"),
-            Row("gan", f"{what}: classes", scores["classes"], "of 10", n, "10")]
+    return judged_rows("gan", what, scores, scores["n"], {"fid": "<= 30", "recognizable": ">= 0.70", "classes": "10"})
 
 
 def run(ctx: BenchContext) -> list[Row]:
