@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL
+from .defaults import AUTOGUIDANCE, AUTOGUIDANCE_INTERVAL, DDIM_ETA
 from .runtime import autocast, check_choice, grad_scaler, progress as progress_bar
 from .sampling import AutoGuidance, sample
 from .schedulers import BETA_SCHEDULES, PREDICTIONS, predict_eps, scheduler_for, snr
@@ -378,12 +378,13 @@ def load_diffusion(path: str | Path, *, device: torch.device | str = "cpu") -> D
 
 # ---------------------------------------------------------------- judging and resuming
 def evaluate(model: UNet, config: DiffusionConfig, *, n: int = 1000, sampler: str = "ddim", num_steps: int = 50,
-             eta: float = 0.0, labels=None, guidance: float | None = None, seed: int = 0, batch_size: int = 500) -> dict:
+             eta: float = DDIM_ETA, labels=None, guidance: float | None = None, seed: int = 0, batch_size: int = 500) -> dict:
     """Sample n digits and score them with both judges (`metrics.judge_both`) against n real test digits:
     {"fid", "recognizable", "classes"} by the course's judge, the same keys + "_second" by the second judge,
     "n", "sampler", "steps", "eta", "guidance", "autoguidance", "sample_seconds" and, when labels are given ("all":
     digits 0-9 in turn), "label_accuracy": the share the course's judge reads as the digit asked for.
-    `model` may be an `AutoGuidance` wrapper; "autoguidance" is then its scale (else None)."""
+    `model` may be an `AutoGuidance` wrapper; "autoguidance" is then its scale (else None). eta: DDIM's fresh
+    noise, 1 by default (`DDIM_ETA`): short-trained models score far better with it than deterministic (eta 0)."""
     from . import metrics
 
     generator = torch.Generator().manual_seed(seed)

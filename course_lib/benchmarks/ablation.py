@@ -34,7 +34,7 @@ def run_rung(ctx: BenchContext, index: int, rung: Rung, config: D.DiffusionConfi
                                device=ctx.device, generator=seed_everything(0), progress=False)
     # without the weak model (no autoguidance here); rung 0 is the shipped data/checkpoints/ddpm_plain_mnist.pt
     D.save_diffusion(ctx.work_dir / f"ablation_{index}.pt", dataclasses.replace(result, weak_model=None))
-    scores = D.evaluate(result.ema_model, config, n=n, seed=0)
+    scores = D.evaluate(result.ema_model, config, n=n, eta=0.0, seed=0)  # deterministic, as the ladder was first judged
     what = f"{rung.name} ({rung.source})"
     print(f"  {what}: {result.steps} steps, FID {scores['fid']:.1f}, recognizable {scores['recognizable']:.3f}",
           flush=True)

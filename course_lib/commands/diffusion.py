@@ -6,7 +6,7 @@ sample: N images from a checkpoint by DDPM or DDIM, as a tensor file (.pt, (N, 1
 """
 from __future__ import annotations
 
-from ..defaults import AUTOGUIDANCE, SAMPLER_NAMES
+from ..defaults import AUTOGUIDANCE, DDIM_ETA, SAMPLER_NAMES
 from .common import (add_sampling_args, add_training_args, budget, command_line, start_training, write_record,
                      write_samples)
 
@@ -36,7 +36,9 @@ def add(sub) -> None:
     s.add_argument("--guidance", type=float, default=None,
                    help=f"guidance scale w: classifier-free on a conditional model (default: none); autoguidance on an "
                         f"unconditional one (default {AUTOGUIDANCE}; 1 = the model alone)")
-    s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    s.add_argument("--eta", type=float, default=DDIM_ETA,
+                   help=f"DDIM eta: 0 = deterministic, 1 = fresh noise at each step (default {DDIM_ETA:g}: better "
+                        f"samples from short-trained models)")
     add_sampling_args(s)
     p.set_defaults(run=run)
 
@@ -102,7 +104,7 @@ def sample(args) -> int:
         raise ValueError(f"--guidance on an unconditional model needs the weak model of autoguidance, and "
                          f"{args.checkpoint} has none: retrain it with this version, or train with --conditional")
     labels = args.label if args.label is not None else ("all" if config.conditional else None)
-    scheduler = scheduler_for(config, args.sampler, eta=args.eta)
+    scheduler = scheduler_for(config, args.sampler, eta=args.eta if args.sampler == "ddim" else 0.0)  # DDPM has no eta
     samples = draw(model, scheduler, n=args.n, num_steps=args.steps, labels=digit_labels(labels, args.n),
                    guidance=args.guidance, generator=torch.Generator().manual_seed(args.seed),
                    image_size=config.image_size, progress=True).cpu()  # (N, 1, H, W) in [-1, 1]
