@@ -1,13 +1,15 @@
-"""Diffusion benchmarks (issue 5): what `quick` training reaches, DDPM vs DDIM, and guidance accuracy.
+"""Diffusion benchmarks (issues 5 and 21): what `quick` training reaches, DDPM vs DDIM, and guidance accuracy.
 
 1. Train the default (unconditional) `DiffusionConfig` from scratch for the profile's `diffusion_seconds`
-   (300 s in `quick`), seeded, then judge N DDIM-50 samples (FID against real test digits, recognizable share,
-   classes), plain and with autoguidance by the weak model that training kept.
-2. On that same model and the same starting noise: wall time of DDPM-1000 and DDIM-50/25/10, and the FID of
-   each at one shared N (DDPM-1000 on N digits costs 1000 N network calls, so N is smaller here; FID is only
-   compared at equal N); then the same comparison for the model with autoguidance, the way it is sampled.
+   (300 s in `quick`), seeded, report its steps per second, keep it (work_dir/diffusion.pt), then judge N DDIM-50
+   samples with both judges (FID against real test digits, recognizable share, classes), alone and with
+   autoguidance by the weak model that training kept, deterministic (eta 0) and with fresh noise (eta 1).
+2. On that same model and the same starting noise: wall time and FID of DDPM-1000, DDIM-1000 (eta 0: tells the
+   discretization error from the missing fresh noise), DDIM-50 (eta 0 and 1) and DDIM-25/10, at one shared N
+   (DDPM-1000 on N digits costs 1000 N network calls, so N is smaller here; FID is only compared at equal N); then
+   DDPM-1000 against DDIM-50 for the model with autoguidance.
 3. The class-conditional model trained the same way for the same time: share of samples asked for digit d that
-   the judge reads as d under classifier-free guidance, and the judge's scores of those samples (digits 0-9 in turn).
+   the judge reads as d under classifier-free guidance, and both judges' scores of those samples.
 """
 from __future__ import annotations
 
