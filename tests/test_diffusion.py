@@ -801,3 +801,15 @@ def test_the_curve_keeps_each_step_count_and_its_tenth_as_the_weak_model():
     changed = lambda a, b: any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert changed(ema_10, ema_20) and changed(weak_10, ema_10)  # copies at different steps differ
     assert torch.equal(next(ema_20.parameters()), next(result.ema_model.parameters()))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_the_sample_command_runs_each_sampler_with_the_default_eta(tmp_path, sampler):
+    from course_lib.commands import main
+
+    path = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "ddpm_mnist.pt"
+    out = tmp_path / "samples.pt"
+    assert main(["diffusion", "sample", "--checkpoint", str(path), "--sampler", sampler, "--steps", "3", "--n", "2",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    samples = torch.load(out, weights_only=True)
+    assert samples.shape == (2, 1, 28, 28) and samples.abs().max() <= 1
