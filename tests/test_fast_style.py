@@ -346,3 +346,13 @@ def test_cli_train_ship_keeps_neither_adam_s_state_nor_the_painting(tmp_path, mo
     saved = torch.load(ckpt, weights_only=True)
     assert set(saved["state"]) == {"net"} and saved["style"] is None
     assert load_fast_style(ckpt).steps == 1
+
+
+def test_cli_apply_says_which_shipped_file_is_missing_and_how_to_train_it(tmp_path, capsys, monkeypatch):
+    from course_lib import commands
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))  # a cache without the shipped networks
+    code = commands.main(["fast-style", "apply", "the_scream", "cat", "-o", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "the shipped the_scream network" in err and "is not here" in err
+    assert "fast-style train --style the_scream --ship --out" in err

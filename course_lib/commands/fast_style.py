@@ -108,8 +108,12 @@ def _network_path(net: str):
     path = Path(net).expanduser()
     if path.is_file():
         return path
-    if net in SHIPPED_STYLES and shipped_path(net).is_file():
-        return shipped_path(net)
+    if net in SHIPPED_STYLES:
+        shipped = shipped_path(net)
+        if shipped.is_file():
+            return shipped
+        raise FileNotFoundError(f"the shipped {net} network {shipped} is not here: train it with python -m course_lib "
+                                f"fast-style train --style {net} --ship --out {shipped}")
     out = net if net.endswith(".pt") else f"{net}.pt"
     raise FileNotFoundError(f"{net!r} is neither a checkpoint file nor a shipped network ({', '.join(SHIPPED_STYLES)}"
                             f"). Train one: python -m course_lib fast-style train --style PAINTING --out {out}")
