@@ -355,4 +355,4 @@ def test_cli_apply_says_which_shipped_file_is_missing_and_how_to_train_it(tmp_pa
     code = commands.main(["fast-style", "apply", "the_scream", "cat", "-o", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert code == 2 and "the shipped the_scream network" in err and "is not here" in err
-    assert "fast-style train --style the_scream --ship --out" in err
+    assert "fast-style train --style the_scream --out" in err and "--ship" in err

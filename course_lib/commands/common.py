@@ -107,3 +107,22 @@ def write_samples(images, out: str | os.PathLike, *, nrow: int) -> Path:
     else:
         torch.save(images, out)  # (N, C, H, W) float in [-1, 1]
     return out
+
+
+def checkpoint_or_shipped(name: str, shipped: tuple[str, ...], shipped_path, train: str, example: str,
+                          what: str = "") -> Path:
+    """A checkpoint file, or the shipped network called `name` (one of `shipped`, found by `shipped_path`); else
+    a FileNotFoundError that names what is missing and how to train it: `train` is the command with {name} and
+    {out} to fill, `example` the name it suggests for a network that is not shipped."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if name in shipped:
+        found = shipped_path(name)
+        if found.is_file():
+            return found
+        raise FileNotFoundError(f"the shipped {name} network {found} is not here: train it with python -m course_lib "
+                                f"{train.format(name=name, out=found)} --ship")
+    out = name if name.endswith(".pt") else f"{name}.pt"
+    raise FileNotFoundError(f"{what}{name!r} is neither a checkpoint file nor a shipped network ({', '.join(shipped)}). "
+                            f"Train one: python -m course_lib {train.format(name=example, out=out)}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import (add_ship_arg, add_training_args, budget, command_line, read_photo, start_training, transform_record,
-                     write_record)
+from .common import (add_ship_arg, add_training_args, budget, checkpoint_or_shipped, command_line, read_photo,
+                     start_training, transform_record, write_record)
 
 __all__ = ["add", "run"]
 
@@ -102,21 +102,9 @@ def train_command(args) -> str:
 
 def _network_path(net: str):
     """NET: a checkpoint file, or a shipped painting's name (fast_style.SHIPPED_STYLES); else a clear error."""
-    from pathlib import Path
-
     from ..fast_style import SHIPPED_STYLES, shipped_path
-    path = Path(net).expanduser()
-    if path.is_file():
-        return path
-    if net in SHIPPED_STYLES:
-        shipped = shipped_path(net)
-        if shipped.is_file():
-            return shipped
-        raise FileNotFoundError(f"the shipped {net} network {shipped} is not here: train it with python -m course_lib "
-                                f"fast-style train --style {net} --ship --out {shipped}")
-    out = net if net.endswith(".pt") else f"{net}.pt"
-    raise FileNotFoundError(f"{net!r} is neither a checkpoint file nor a shipped network ({', '.join(SHIPPED_STYLES)}"
-                            f"). Train one: python -m course_lib fast-style train --style PAINTING --out {out}")
+    return checkpoint_or_shipped(net, SHIPPED_STYLES, shipped_path, "fast-style train --style {name} --out {out}",
+                                 example="PAINTING")
 
 
 def apply(args) -> int:

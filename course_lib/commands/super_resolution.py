@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from ..defaults import SR_LOSSES
-from .common import (add_ship_arg, add_training_args, budget, command_line, read_photo, start_training, transform_record,
-                     write_record)
+from .common import (add_ship_arg, add_training_args, budget, checkpoint_or_shipped, command_line, read_photo,
+                     start_training, transform_record, write_record)
 
 __all__ = ["add", "run"]
 
@@ -93,22 +93,9 @@ def train_command(args) -> str:
 def _checkpoint_path(name: str):
     """--checkpoint: a checkpoint file, or a shipped network's loss (super_resolution.SHIPPED_SR); else a clear
     error that says how to train it."""
-    from pathlib import Path
-
     from ..super_resolution import SHIPPED_SR, shipped_path
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    if name in SHIPPED_SR:
-        shipped = shipped_path(name)
-        if shipped.is_file():
-            return shipped
-        raise FileNotFoundError(f"the shipped {name} network {shipped} is not here: train it with python -m course_lib "
-                                f"super-res train --loss {name} --out {shipped}")
-    out = name if name.endswith(".pt") else f"{name}.pt"
-    raise FileNotFoundError(f"--checkpoint {name!r} is neither a checkpoint file nor a shipped network "
-                            f"({', '.join(SHIPPED_SR)}). Train one: python -m course_lib super-res train --loss "
-                            f"perceptual --out {out}")
+    return checkpoint_or_shipped(name, SHIPPED_SR, shipped_path, "super-res train --loss {name} --out {out}",
+                                 example="perceptual", what="--checkpoint ")
 
 
 def upscale(args) -> int:
