@@ -18,7 +18,7 @@ import torch
 
 from .runtime import Profile, get_device, get_profile
 
-__all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table", "timed"]
+__all__ = ["Row", "BenchContext", "GROUPS", "run_benchmarks", "format_table", "timed", "judged_rows"]
 
 GROUPS = ("judge", "gan", "diffusion", "diffusion_curve", "style", "ablation", "fast_style", "super_resolution")
 
@@ -55,6 +55,20 @@ def timed(fn, device: torch.device | str):
     out = fn()
     sync()
     return out, time.perf_counter() - start
+
+
+def judged_rows(group: str, what: str, scores: dict, n: int, targets: dict | None = None) -> list[Row]:
+    """FID, recognizable share and classes of `diffusion.evaluate`'s scores by the course's judge and, where the
+    scores have them, by the second judge; `targets` maps a score's key (e.g. "fid_second") to its target."""
+    targets = targets or {}
+    rows = []
+    for judge, suffix in (("judge", ""), ("second judge", "_second")):
+        if f"fid{suffix}" not in scores:
+            continue
+        rows += [Row(group, f"{what}: {label} ({judge})", scores[key + suffix], unit, n, targets.get(key + suffix, ""))
+                 for key, label, unit in (("fid", "FID", ""), ("recognizable", "recognizable", ""),
+                                          ("classes", "classes", "of 10"))]
+    return rows
 
 
 def _default_assets() -> Path | None:

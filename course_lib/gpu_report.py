@@ -26,7 +26,7 @@ import torch
 from . import diffusion as D
 from . import gan
 from . import style as S
-from .bench import BenchContext, Row, _machine, format_table, timed
+from .bench import BenchContext, Row, _machine, format_table, judged_rows, timed
 from .benchmarks import diffusion as diffusion_bench
 from .benchmarks import gan as gan_bench
 from .data import load_mnist
@@ -149,7 +149,7 @@ def diffusion_rows(ctx: BenchContext, plan: ReportPlan, stages: dict) -> list[Ro
         noise = torch.randn((min(n, 500), 1, 28, 28), generator=torch.Generator().manual_seed(2)).to(ctx.device)
         for what, model in (("plain", result.ema_model), (f"autoguidance w={autoguided.guidance:g}", autoguided)):
             what = f"DDIM-{plan.ddim_steps} after {budget}, {what}"
-            judged += diffusion_bench.judged_rows("diffusion", what, D.evaluate(
+            judged += judged_rows("diffusion", what, D.evaluate(
                 model, result.config, n=n, num_steps=plan.ddim_steps, seed=0), n)
             _, seconds = diffusion_bench._timed_samples(model, result.config, "ddim", plan.ddim_steps, 0.0, noise)
             judged.append(Row("diffusion", f"{what}: sampling throughput (one batch)", len(noise) / seconds,

@@ -18,14 +18,14 @@ import torch
 
 from .. import diffusion as D
 from .. import metrics
-from ..bench import BenchContext, Row, timed
+from ..bench import BenchContext, Row, judged_rows, timed
 from ..data import load_mnist
 from ..runtime import seed_everything
 from ..sampling import sample
 from ..schedulers import scheduler_for
 from ..train import Budget
 
-__all__ = ["run", "judged_rows", "GUIDANCE", "COMPARE_N"]
+__all__ = ["run", "GUIDANCE", "COMPARE_N"]
 
 GUIDANCE = 2.0  # classifier-free guidance scale of the conditional benchmark
 COMPARE_N = {"smoke": 20, "quick": 250, "full": 1000}  # samples per sampler in the DDPM-vs-DDIM comparison
@@ -43,20 +43,6 @@ def _train(ctx: BenchContext, *, conditional: bool = False) -> D.DiffusionResult
 AUTOGUIDED_TARGETS = {"fid": "<= 40", "recognizable": ">= 0.80", "recognizable_second": ">= 0.70", "classes": "10",
                       "classes_second": "10"}
 PLAIN_TARGETS = {"fid": "<= 80", "recognizable": ">= 0.70", "classes": "10", "classes_second": "10"}
-
-
-def judged_rows(group: str, what: str, scores: dict, n: int, targets: dict | None = None) -> list[Row]:
-    """FID, recognizable share and classes of `diffusion.evaluate`'s scores by the course's judge and, where the
-    scores have them, by the second judge; `targets` maps a score's key (e.g. "fid_second") to its target."""
-    targets = targets or {}
-    rows = []
-    for judge, suffix in (("judge", ""), ("second judge", "_second")):
-        if f"fid{suffix}" not in scores:
-            continue
-        rows += [Row(group, f"{what}: {label} ({judge})", scores[key + suffix], unit, n, targets.get(key + suffix, ""))
-                 for key, label, unit in (("fid", "FID", ""), ("recognizable", "recognizable", ""),
-                                          ("classes", "classes", "of 10"))]
-    return rows
 
 
 def _timed_samples(model, config, sampler: str, steps: int, eta: float,

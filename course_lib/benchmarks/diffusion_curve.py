@@ -18,11 +18,10 @@ import dataclasses
 import torch
 
 from .. import diffusion as D
-from ..bench import BenchContext, Row
+from ..bench import BenchContext, Row, judged_rows
 from ..data import load_mnist
 from ..runtime import seed_everything
 from ..train import Budget
-from .diffusion import judged_rows
 
 __all__ = ["run", "CURVE_STEPS", "train_with_snapshots"]
 

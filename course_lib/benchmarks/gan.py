@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 from .. import gan
-from ..bench import BenchContext, Row, timed
+from ..bench import BenchContext, Row, judged_rows, timed
 from ..data import load_mnist
 from ..dcgan import Generator
 from ..runtime import checkpoint_path, seed_everything
 from ..train import Budget
-from .diffusion import judged_rows
 
 __all__ = ["run"]
 
